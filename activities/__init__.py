@@ -1,0 +1,1 @@
+"""Every side effect of lockgate: routing, monitoring checks, and their backends."""

@@ -1,0 +1,122 @@
+"""Inputs and outputs of every activity.
+
+These models cross the workflow/activity boundary through Temporal's pydantic converter and are
+recorded in workflow history, so they import only pydantic and rollout_specs: the workflow sandbox
+and the tests can use them without touching httpx.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rollout_specs import (
+    Guardrails,
+    MonitoringConfig,
+    PolicyVersion,
+    RollbackTrigger,
+    RouterConfig,
+    Threshold,
+)
+
+__all__ = [
+    "APPLY_ROUTE",
+    "RUN_CHECKS",
+    "ApplyRouteInput",
+    "CheckInput",
+    "CheckResult",
+    "Outcome",
+    "Route",
+    "RouteMode",
+    "TriggerVerdict",
+]
+
+APPLY_ROUTE = "apply_route"
+"""Activity name: set a target's route and verify it by reading it back."""
+RUN_CHECKS = "run_checks"
+"""Activity name: query monitoring for every rollback trigger and judge the answers."""
+
+
+class Contract(BaseModel):
+    """Base of activity messages: strict on unknown fields, immutable once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Outcome(StrEnum):
+    """What one trigger's check concluded. Only FAIL counts towards a rollback.
+
+    INCONCLUSIVE means not enough evidence yet (no data); ERROR means the system could not tell
+    (monitoring down, an ambiguous answer). Neither is ever a pass.
+    """
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    ERROR = "error"
+
+
+class RouteMode(StrEnum):
+    """How the router uses the candidate: not at all, mirrored, or serving a share."""
+
+    OFF = "off"
+    SHADOW = "shadow"
+    SPLIT = "split"
+
+
+class Route(Contract):
+    """The routing of one target, as lockgate asks for it and as the router reports it.
+
+    Extra fields a router adds to its answer (timestamps, its own ids) are ignored, not refused.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    rollout_id: str
+    """Which rollout owns the route; units hash with it, so assignment is sticky per rollout."""
+    generation: int = Field(ge=1)
+    """Increases with every change; the router refuses (409) a generation older than its own."""
+    incumbent: PolicyVersion
+    candidate: PolicyVersion | None = None
+    mode: RouteMode = RouteMode.OFF
+    percent: float = Field(default=0.0, ge=0, le=100)
+    scope: dict[str, list[str]] | None = None
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+
+
+class ApplyRouteInput(Contract):
+    """Set a target's route on a router, then read it back to verify it landed."""
+
+    router: RouterConfig
+    target: str
+    route: Route
+
+
+class CheckInput(Contract):
+    """Evaluate the rollback triggers once, with the template variables of this moment."""
+
+    monitoring: MonitoringConfig
+    triggers: list[RollbackTrigger]
+    variables: dict[str, str]
+
+
+class TriggerVerdict(Contract):
+    """One trigger's verdict with its evidence, so a human can see why."""
+
+    trigger: str
+    outcome: Outcome
+    value: float | None = None
+    threshold: Threshold
+    query: str
+    """The query as rendered and sent."""
+    detail: str
+    """One sentence: the value against the threshold, or what went wrong."""
+
+
+class CheckResult(Contract):
+    """All verdicts of one check, in the spec's trigger order."""
+
+    checked_at: datetime
+    verdicts: list[TriggerVerdict]

@@ -1,0 +1,30 @@
+"""What lockgate needs from a monitoring backend: one number per query, or a clear error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["MetricProvider", "Sample"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One finite number answered by monitoring, with the labels and warnings that came with it."""
+
+    value: float
+    labels: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class MetricProvider(Protocol):
+    """A monitoring backend. Providers are dumb and strict: judging happens in checks.py.
+
+    `query` returns exactly one finite Sample, or raises NoDataError (empty, NaN),
+    AmbiguousResultError (several series), ProviderUnavailable (transport, timeout, 5xx) or
+    ProviderError (any other refusal, e.g. a bad query). It never returns 0 for "no data".
+    """
+
+    async def query(self, query: str) -> Sample:
+        """Run one query now and return its single value."""
+        ...

@@ -1,0 +1,34 @@
+"""Bounded waiting: tests wait for a condition, never for a fixed time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[T | None] | T | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> T:
+    """Poll `condition` until it returns a truthy value; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = condition()
+            if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+                value = await value
+        except AssertionError as exc:  # an assert inside the condition means "not yet"
+            value, last = None, exc
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(interval)

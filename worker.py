@@ -1,0 +1,125 @@
+"""The lockgate worker: the composition root, run as a long-lived service.
+
+`python worker.py` reads its settings from the environment, connects to Temporal (or starts the
+embedded dev server when TEMPORAL_ADDRESS is unset), builds the one pooled HTTP client and the
+backend registry, and polls the task queue until SIGTERM or SIGINT, then shuts down gracefully so
+no rollout waits on a dead worker. Run several replicas on one task queue to scale out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.checks import CheckActivities
+from activities.registry import BackendRegistry
+from activities.routing import RoutingActivities
+from runtime.client import connect, ensure_search_attributes
+from runtime.embedded import EmbeddedTemporal
+from runtime.settings import Settings
+from workflows.rollout import RolloutWorkflow
+
+__all__ = ["build_worker", "http_client", "main", "run"]
+
+log = logging.getLogger("lockgate.worker")
+
+
+def http_client() -> httpx.AsyncClient:
+    """The one pooled HTTP client every backend shares; per-request timeouts come from the spec."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        follow_redirects=False,
+    )
+
+
+def build_worker(client: Client, task_queue: str, backends: BackendRegistry) -> Worker:
+    """The Worker with lockgate's workflow and activities; tests build theirs the same way."""
+    checks = CheckActivities(backends)
+    routing = RoutingActivities(backends)
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(
+        "pydantic", "pydantic_core", "rollout_specs", "activities.contracts", "yaml"
+    )
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[RolloutWorkflow],
+        activities=[checks.run_checks, routing.apply_route],
+        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        # After a kill -9 the server waits this long on the dead worker's sticky queue; the
+        # default 10 s stalls every rollout whose next task comes due in that window.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=2),
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        max_cached_workflows=2000,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _temporal(settings: Settings, runtime: Runtime) -> AsyncIterator[Client]:
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.embedded:
+            server = EmbeddedTemporal(
+                settings.lockgate_data_dir,
+                port=settings.lockgate_temporal_port,
+                ui_port=settings.lockgate_ui_port,
+                namespace=settings.temporal_namespace,
+            )
+            await stack.enter_async_context(server)
+        client = await connect(settings, runtime=runtime)
+        await ensure_search_attributes(client)
+        yield client
+
+
+def _runtime(settings: Settings) -> Runtime:
+    if not settings.lockgate_metrics_address:
+        return Runtime(telemetry=TelemetryConfig())
+    metrics = PrometheusConfig(bind_address=settings.lockgate_metrics_address)
+    return Runtime(telemetry=TelemetryConfig(metrics=metrics))
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve rollouts until `stop` is set, then drain and shut down (and the embedded server)."""
+    async with _temporal(settings, _runtime(settings)) as client, http_client() as http:
+        worker = build_worker(client, settings.lockgate_task_queue, BackendRegistry(http))
+        async with worker:
+            log.info(
+                "lockgate worker polling task queue %r on %s (namespace %s)",
+                settings.lockgate_task_queue,
+                settings.address,
+                settings.temporal_namespace,
+            )
+            if settings.embedded:
+                log.info("Temporal UI: http://127.0.0.1:%d", settings.lockgate_ui_port)
+            await stop.wait()
+            log.info("stopping: finishing in-flight tasks")
+    log.info("lockgate worker stopped")
+
+
+async def _main() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run(Settings(), stop)
+
+
+def main() -> None:
+    """Entry point of `python worker.py`."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

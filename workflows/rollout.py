@@ -1,0 +1,493 @@
+"""RolloutWorkflow: moves a candidate policy through the spec's stages, or rolls it back.
+
+Deterministic orchestration only. Every side effect (routing, monitoring) is an activity; the
+decision after each check comes from `progression.assess`, a pure function; time comes from
+`workflow.now()`. The state is one pydantic model carried across continue-as-new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    import pydantic
+
+    from activities.contracts import (
+        APPLY_ROUTE,
+        RUN_CHECKS,
+        ApplyRouteInput,
+        CheckInput,
+        CheckResult,
+        Outcome,
+        Route,
+        RouteMode,
+        TriggerVerdict,
+    )
+    from rollout_specs import (
+        RolloutSpec,
+        SpecError,
+        Stage,
+        StageMode,
+        format_duration,
+    )
+    from workflows import WORKFLOW_NAME
+    from workflows.messages import (
+        ControlInput,
+        ControlResult,
+        RolloutInput,
+        RolloutResult,
+        StatusResult,
+    )
+    from workflows.progression import Action, assess
+    from workflows.state import (
+        TERMINAL_PHASES,
+        AuditEntry,
+        Phase,
+        RollbackRequest,
+        RolloutState,
+        StageRecord,
+    )
+    from workflows.visibility import current_details, search_attribute_updates, stage_percent
+
+__all__ = ["REFUSED", "RolloutWorkflow"]
+
+REFUSED = "RefusedTransition"
+"""ApplicationError type of a human command the rollout cannot take in its current phase."""
+
+STAGE_ROUTE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=["RouteConflict", "RouterError", "UnknownBackendError"],
+)
+"""Moving traffic forward gives up after a few tries: then the rollout rolls back instead."""
+
+NEVER_GIVE_UP = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=0,
+)
+"""Rollback and the final promotion retry until the router accepts, whatever it answers."""
+
+CHECK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5), maximum_attempts=2
+)
+AUTOMATIC = "lockgate"
+
+
+@workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[pydantic.ValidationError, SpecError])
+class RolloutWorkflow:
+    """One rollout of one target, from its first stage to promotion or rollback."""
+
+    @workflow.init
+    def __init__(self, request: RolloutInput) -> None:
+        self._spec: RolloutSpec = request.spec
+        info = workflow.info()
+        self._state: RolloutState = request.state or RolloutState(
+            rollout_id=f"{info.workflow_id}/{info.run_id}",
+            submitted_by=request.submitted_by,
+            started_at=workflow.now(),
+        )
+        self._submitted_by = request.submitted_by
+        self._wake = False
+
+    # ----------------------------------------------------------------------------- main loop
+
+    @workflow.run
+    async def run(self, request: RolloutInput) -> RolloutResult:
+        """Run the stages in order; a rollback request at any point ends in a rollback."""
+        if request.state is None:
+            self._audit(self._submitted_by, "submitted", f"rollout {self._spec.metadata.name}")
+        self._publish()
+        stages = self._spec.spec.stages
+        while self._state.stage_index < len(stages) and self._state.rollback is None:
+            advanced = await self._run_stage(stages[self._state.stage_index])
+            if advanced:
+                self._end_stage("promoted" if self._state.promote_requested else "advanced")
+                self._state.stage_index += 1
+                self._state.stage_routed = False
+        if self._state.rollback is not None:
+            await self._roll_back()
+        else:
+            await self._promote_candidate()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return RolloutResult(phase=self._state.phase, outcome=self._state.outcome or "")
+
+    async def _run_stage(self, stage: Stage) -> bool:
+        """Bake one stage; True when it earned its gate (or a human promoted it)."""
+        if not self._state.stage_routed and not await self._route_stage(stage):
+            return False
+        while self._state.rollback is None:
+            await self._sleep_until_check()
+            if self._state.rollback is not None:
+                return False
+            if self._state.promote_requested is not None:
+                return True
+            action = await self._check(stage)
+            if action is Action.ADVANCE and self._state.paused_by is None:
+                return True
+            self._maybe_continue_as_new()
+        return False
+
+    async def _sleep_until_check(self) -> None:
+        self._wake = False
+        interval = self._spec.spec.check_interval
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._wake, timeout=interval, timeout_summary="until the next check"
+            )
+
+    def _maybe_continue_as_new(self) -> None:
+        if not workflow.info().is_continue_as_new_suggested():
+            return
+        # Every handler is synchronous (it only mutates state), so none is ever left unfinished.
+        workflow.continue_as_new(
+            RolloutInput(spec=self._spec, submitted_by=self._submitted_by, state=self._state)
+        )
+
+    # ----------------------------------------------------------------------------- routing
+
+    async def _route_stage(self, stage: Stage) -> bool:
+        """Point the router at this stage's traffic; on failure, ask for a rollback."""
+        self._state.stages.append(StageRecord(name=stage.name, started_at=workflow.now()))
+        mode = RouteMode.SHADOW if stage.mode is StageMode.SHADOW else RouteMode.SPLIT
+        route = self._route(mode, percent=stage.percent or 0.0, scope=stage.scope)
+        try:
+            await workflow.execute_activity(
+                APPLY_ROUTE,
+                self._route_input(route),
+                result_type=Route,
+                start_to_close_timeout=self._route_timeout(),
+                retry_policy=STAGE_ROUTE_RETRY,
+                summary=f"route {stage.name}: {mode.value} {stage.percent or 0:g}%",
+            )
+        except ActivityError as exc:
+            reason = f"could not apply stage {stage.name}'s route: {_cause(exc)}"
+            self._request_rollback(AUTOMATIC, reason)
+            return False
+        self._state.stage_routed = True
+        self._state.stages[-1].started_at = workflow.now()
+        self._state.trigger_failures = {}
+        self._state.no_evidence_streak = 0
+        self._set_phase(Phase.PAUSED if self._state.paused_by else Phase.RUNNING)
+        self._audit(AUTOMATIC, "stage_started", f"{mode.value} {stage.percent or 0:g}%")
+        return True
+
+    def _route(
+        self, mode: RouteMode, percent: float = 0.0, scope: dict[str, list[str]] | None = None
+    ) -> Route:
+        body = self._spec.spec
+        promoted = mode is RouteMode.OFF and self._state.rollback is None
+        # Generations grow with the clock so a newer rollout of the same target always wins.
+        now_ms = int(workflow.now().timestamp() * 1000)
+        self._state.generation = max(self._state.generation + 1, now_ms)
+        return Route(
+            rollout_id=self._state.rollout_id,
+            generation=self._state.generation,
+            incumbent=body.candidate if promoted else body.incumbent,
+            candidate=None if mode is RouteMode.OFF else body.candidate,
+            mode=mode,
+            percent=percent,
+            scope=scope,
+            guardrails=body.guardrails,
+        )
+
+    def _route_input(self, route: Route) -> ApplyRouteInput:
+        return ApplyRouteInput(
+            router=self._spec.spec.router, target=self._spec.spec.target, route=route
+        )
+
+    def _route_timeout(self) -> timedelta:
+        return self._spec.spec.router.timeout * 3 + timedelta(seconds=5)
+
+    async def _apply_until_landed(self, route: Route, purpose: str) -> None:
+        """Apply a route that must land: retry forever, escalating while the router refuses."""
+        escalate_every = max(self._spec.spec.check_interval * 3, timedelta(seconds=3))
+        waited = timedelta()
+        while True:
+            handle = workflow.start_activity(
+                APPLY_ROUTE,
+                self._route_input(route),
+                result_type=Route,
+                start_to_close_timeout=self._route_timeout(),
+                retry_policy=NEVER_GIVE_UP,
+                summary=purpose,
+            )
+            while not handle.done():
+                await workflow.wait([handle], timeout=escalate_every.total_seconds())
+                if not handle.done():
+                    waited += escalate_every
+                    self._escalate(
+                        f"{purpose} has not landed after {format_duration(waited)}; "
+                        "the router keeps refusing it and lockgate keeps retrying"
+                    )
+            try:
+                handle.result()
+                return
+            except ActivityError as exc:  # only a non-retryable error ends the activity
+                self._escalate(f"{purpose} failed ({_cause(exc)}); retrying")
+
+    # ----------------------------------------------------------------------------- checks
+
+    async def _check(self, stage: Stage) -> Action:
+        state = self._state
+        record = state.stages[-1]
+        record.checks += 1
+        state.checks_total += 1
+        result = await self._run_checks(stage, record.checks)
+        elapsed = workflow.now() - record.started_at
+        assessment = assess(
+            self._spec.spec,
+            stage,
+            result,
+            state.trigger_failures,
+            state.no_evidence_streak,
+            elapsed,
+        )
+        state.last_check = result
+        state.trigger_failures = assessment.trigger_failures
+        state.no_evidence_streak = assessment.no_evidence_streak
+        workflow.logger.info(
+            "stage %s check %d: %s (%s)",
+            stage.name,
+            record.checks,
+            assessment.action.value,
+            assessment.reason,
+        )
+        if assessment.action is Action.ROLLBACK:
+            actor = f"trigger:{assessment.tripped}" if assessment.tripped else AUTOMATIC
+            self._request_rollback(actor, assessment.reason)
+        elif assessment.action is Action.ESCALATE:
+            self._escalate(assessment.reason)
+        else:
+            self._state.escalation = None
+            held = assessment.action is Action.HOLD
+            self._set_phase(
+                Phase.PAUSED if state.paused_by else Phase.HELD if held else Phase.RUNNING
+            )
+        return assessment.action
+
+    async def _run_checks(self, stage: Stage, number: int) -> CheckResult:
+        body = self._spec.spec
+        check = CheckInput(
+            monitoring=body.monitoring,
+            triggers=body.rollback_triggers,
+            variables=self._template_variables(stage),
+        )
+        try:
+            result: CheckResult = await workflow.execute_activity(
+                RUN_CHECKS,
+                check,
+                result_type=CheckResult,
+                start_to_close_timeout=body.monitoring.timeout * 3 + timedelta(seconds=10),
+                retry_policy=CHECK_RETRY,
+                summary=f"check {stage.name} #{number}",
+            )
+            return result
+        except ActivityError as exc:
+            # The checker itself failed: that is an error verdict for every trigger, never a pass.
+            detail = f"the check could not run: {_cause(exc)}"
+            return CheckResult(
+                checked_at=workflow.now(),
+                verdicts=[
+                    TriggerVerdict(
+                        trigger=t.name,
+                        outcome=Outcome.ERROR,
+                        threshold=t.threshold,
+                        query=t.query,
+                        detail=detail,
+                    )
+                    for t in body.rollback_triggers
+                ],
+            )
+
+    def _template_variables(self, stage: Stage) -> dict[str, str]:
+        body = self._spec.spec
+        started = self._state.stages[-1].started_at
+        window = max(workflow.now() - started, body.check_interval)
+        return {
+            "target": body.target,
+            "incumbent": body.incumbent.version,
+            "candidate": body.candidate.version,
+            "rollout": self._spec.metadata.name,
+            "stage": stage.name,
+            "percent": f"{stage_percent(self._spec, self._state):g}",
+            "stage_window": f"{max(1, round(window.total_seconds()))}s",
+            "check_interval": f"{max(1, round(body.check_interval.total_seconds()))}s",
+        }
+
+    # ----------------------------------------------------------------------------- endings
+
+    async def _roll_back(self) -> None:
+        request = self._state.rollback
+        assert request is not None
+        self._set_phase(Phase.ROLLING_BACK)
+        await self._apply_until_landed(self._route(RouteMode.OFF), "rollback to the incumbent")
+        if self._state.stages and self._state.stages[-1].ended_at is None:
+            self._end_stage("rolled_back")
+        self._state.escalation = None
+        incumbent = self._spec.spec.incumbent.version
+        self._state.outcome = f"rolled back to {incumbent} by {request.actor}: {request.reason}"
+        self._audit(AUTOMATIC, "rollback_landed", self._state.outcome)
+        self._set_phase(Phase.ROLLED_BACK)
+
+    async def _promote_candidate(self) -> None:
+        self._set_phase(Phase.PROMOTING)
+        version = self._spec.spec.candidate.version
+        await self._apply_until_landed(self._route(RouteMode.OFF), f"make {version} the incumbent")
+        self._state.escalation = None
+        self._state.outcome = f"{version} is the incumbent of {self._spec.spec.target}"
+        self._audit(AUTOMATIC, "completed", self._state.outcome)
+        self._set_phase(Phase.COMPLETED)
+
+    def _end_stage(self, outcome: str) -> None:
+        record = self._state.stages[-1]
+        record.ended_at = workflow.now()
+        record.outcome = outcome
+        self._state.promote_requested = None
+
+    # ----------------------------------------------------------------------------- state
+
+    def _request_rollback(self, actor: str, reason: str) -> None:
+        self._state.rollback = RollbackRequest(actor=actor, reason=reason, at=workflow.now())
+        self._audit(actor, "rollback", reason)
+        workflow.logger.warning("rollback requested by %s: %s", actor, reason)
+        self._wake = True
+
+    def _escalate(self, reason: str) -> None:
+        workflow.logger.error("escalation: %s", reason)
+        if self._state.escalation is None:
+            self._audit(AUTOMATIC, "escalated", reason)
+        self._state.escalation = reason
+        if self._state.phase not in (Phase.ROLLING_BACK, Phase.PROMOTING, Phase.PAUSED):
+            self._state.phase = Phase.ESCALATED
+        self._publish()
+
+    def _set_phase(self, phase: Phase) -> None:
+        self._state.phase = phase
+        self._publish()
+
+    def _audit(self, actor: str, action: str, reason: str) -> None:
+        stages = self._spec.spec.stages
+        index = min(self._state.stage_index, len(stages) - 1)
+        self._state.audit.append(
+            AuditEntry(
+                at=workflow.now(),
+                actor=actor,
+                action=action,
+                reason=reason,
+                stage=stages[index].name,
+            )
+        )
+
+    def _publish(self) -> None:
+        workflow.upsert_search_attributes(search_attribute_updates(self._spec, self._state))
+        workflow.set_current_details(current_details(self._spec, self._state))
+
+    # ----------------------------------------------------------------------------- handlers
+
+    @workflow.query(name="status")
+    def status(self) -> StatusResult:
+        """The spec and the whole state, for `lockgate status` and the UI's query tab."""
+        return StatusResult(spec=self._spec, state=self._state)
+
+    @workflow.update(name="pause")
+    def pause(self, command: ControlInput) -> ControlResult:
+        """Stop advancing. Checks go on and a breach still rolls back: pausing never disarms."""
+        self._state.paused_by = self._audit_command(command, "pause")
+        self._set_phase(Phase.PAUSED)
+        return ControlResult(
+            message="paused; checks continue, no stage will advance", phase=self._state.phase
+        )
+
+    @pause.validator
+    def _validate_pause(self, command: ControlInput) -> None:
+        self._refuse_unless_live(command, "pause")
+        if self._state.paused_by is not None:
+            by = self._state.paused_by
+            _refuse(f"already paused by {by.actor} at {by.at:%Y-%m-%d %H:%M:%S} UTC ({by.reason})")
+
+    @workflow.update(name="resume")
+    def resume(self, command: ControlInput) -> ControlResult:
+        """Allow advancing again from the next passing check."""
+        self._audit_command(command, "resume")
+        self._state.paused_by = None
+        self._set_phase(Phase.ESCALATED if self._state.escalation else Phase.RUNNING)
+        return ControlResult(message="resumed", phase=self._state.phase)
+
+    @resume.validator
+    def _validate_resume(self, command: ControlInput) -> None:
+        _require_actor_and_reason(command)
+        if self._state.paused_by is None:
+            _refuse(
+                f"the rollout is not paused (phase {self._state.phase.value}); nothing to resume"
+            )
+
+    @workflow.update(name="promote")
+    def promote(self, command: ControlInput) -> ControlResult:
+        """End the current stage's bake now and move to the next stage (a human's override)."""
+        self._state.promote_requested = self._audit_command(command, "promote")
+        self._wake = True
+        stage = self._spec.spec.stages[self._state.stage_index].name
+        return ControlResult(message=f"stage {stage} ends now", phase=self._state.phase)
+
+    @promote.validator
+    def _validate_promote(self, command: ControlInput) -> None:
+        self._refuse_unless_live(command, "promote")
+        if self._state.paused_by is not None:
+            _refuse("the rollout is paused; resume it before promoting")
+        if not self._state.stage_routed:
+            _refuse("the stage's traffic is still being set; try again in a moment")
+        if self._state.promote_requested is not None:
+            _refuse(f"already promoted by {self._state.promote_requested.actor}")
+
+    @workflow.update(name="rollback")
+    def rollback(self, command: ControlInput) -> ControlResult:
+        """Send all traffic back to the incumbent, now."""
+        _require_actor_and_reason(command)
+        self._request_rollback(command.actor, command.reason)
+        return ControlResult(message="rolling back to the incumbent", phase=self._state.phase)
+
+    @rollback.validator
+    def _validate_rollback(self, command: ControlInput) -> None:
+        self._refuse_unless_live(command, "roll back")
+
+    def _refuse_unless_live(self, command: ControlInput, verb: str) -> None:
+        _require_actor_and_reason(command)
+        state = self._state
+        if state.phase in TERMINAL_PHASES:
+            _refuse(f"the rollout has ended ({state.phase.value}); nothing to {verb}")
+        if state.rollback is not None:
+            _refuse(
+                f"the rollout is rolling back ({state.rollback.actor}: {state.rollback.reason})"
+            )
+        if state.phase is Phase.PROMOTING:
+            _refuse(f"the candidate is being made the incumbent; too late to {verb}")
+
+    def _audit_command(self, command: ControlInput, action: str) -> AuditEntry:
+        self._audit(command.actor, action, command.reason)
+        return self._state.audit[-1]
+
+
+def _require_actor_and_reason(command: ControlInput) -> None:
+    if not command.actor.strip():
+        _refuse("say who you are: the command needs an actor (--as NAME)")
+    if not command.reason.strip():
+        _refuse("say why: the command needs a reason (--reason TEXT); it goes to the audit trail")
+
+
+def _refuse(message: str) -> None:
+    raise ApplicationError(message, type=REFUSED, non_retryable=True)
+
+
+def _cause(error: BaseException) -> str:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error)

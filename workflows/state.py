@@ -1,0 +1,107 @@
+"""The one serializable state of a rollout, carried across continue-as-new.
+
+Everything a status page, an audit or a restarted worker needs is here, and nothing that can be
+derived from the spec. Samples of monitoring data are not kept: only the last check's verdicts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from activities.contracts import CheckResult
+
+__all__ = [
+    "TERMINAL_PHASES",
+    "AuditEntry",
+    "Phase",
+    "RollbackRequest",
+    "RolloutState",
+    "StageRecord",
+]
+
+
+class Phase(StrEnum):
+    """Where a rollout is; the same strings appear in the UI's LockgatePhase and the CLI."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    HELD = "held"
+    """Checks find no evidence; the stage waits and never advances."""
+    ESCALATED = "escalated"
+    """A human must decide: evidence missing too long, or the stage outlived max_duration."""
+    PAUSED = "paused"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    PROMOTING = "promoting"
+    COMPLETED = "completed"
+
+
+TERMINAL_PHASES = frozenset({Phase.ROLLED_BACK, Phase.COMPLETED})
+
+
+class StateModel(BaseModel):
+    """Base of state models: mutable (the workflow owns them), strict on unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuditEntry(StateModel):
+    """Who did what, when and why: a human command or an automatic decision."""
+
+    at: datetime
+    actor: str
+    """A person (`alice`), or `lockgate` / `trigger:<name>` for automatic decisions."""
+    action: str
+    reason: str
+    stage: str | None = None
+
+
+class StageRecord(StateModel):
+    """How one stage went."""
+
+    name: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    outcome: str | None = None
+    """`advanced`, `promoted`, `rolled_back`, or None while running."""
+    checks: int = 0
+
+
+class RollbackRequest(StateModel):
+    """A rollback asked for by a human or a trigger, kept until it has landed."""
+
+    actor: str
+    reason: str
+    at: datetime
+
+
+class RolloutState(StateModel):
+    """The rollout's whole progress."""
+
+    rollout_id: str
+    submitted_by: str
+    started_at: datetime
+    phase: Phase = Phase.STARTING
+    stage_index: int = 0
+    stage_routed: bool = False
+    """Whether the current stage's route has been applied and verified."""
+    generation: int = 0
+    """Generation of the last route sent; every change uses a larger one."""
+    checks_total: int = 0
+    no_evidence_streak: int = 0
+    """Consecutive checks with an inconclusive or error verdict."""
+    trigger_failures: dict[str, int] = Field(default_factory=dict)
+    """Consecutive failing checks per trigger; only a pass resets one."""
+    last_check: CheckResult | None = None
+    paused_by: AuditEntry | None = None
+    promote_requested: AuditEntry | None = None
+    rollback: RollbackRequest | None = None
+    escalation: str | None = None
+    """Why a human is needed now, if one is."""
+    stages: list[StageRecord] = Field(default_factory=list)
+    audit: list[AuditEntry] = Field(default_factory=list)
+    outcome: str | None = None
+    """One sentence when the rollout ends."""

@@ -1,0 +1,129 @@
+"""What the Temporal UI shows of a rollout: search attributes and the current-details markdown.
+
+The UI is lockgate's status page: a release engineer filters the workflow list by
+`LockgateTarget` or `LockgatePhase` and reads the current details without any other tool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
+
+from rollout_specs import RolloutSpec, StageMode, format_duration
+from workflows.state import Phase, RolloutState
+
+__all__ = [
+    "CANDIDATE",
+    "PERCENT",
+    "PHASE",
+    "SEARCH_ATTRIBUTES",
+    "STAGE",
+    "TARGET",
+    "current_details",
+    "search_attribute_updates",
+    "stage_percent",
+    "starting_search_attributes",
+]
+
+TARGET = SearchAttributeKey.for_keyword("LockgateTarget")
+STAGE = SearchAttributeKey.for_keyword("LockgateStage")
+PHASE = SearchAttributeKey.for_keyword("LockgatePhase")
+PERCENT = SearchAttributeKey.for_float("LockgatePercent")
+CANDIDATE = SearchAttributeKey.for_keyword("LockgateCandidate")
+
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str] | SearchAttributeKey[float], ...] = (
+    TARGET,
+    STAGE,
+    PHASE,
+    PERCENT,
+    CANDIDATE,
+)
+"""Every key lockgate writes; the server must have them registered before a rollout starts."""
+
+
+def stage_percent(spec: RolloutSpec, state: RolloutState) -> float:
+    """The candidate's live traffic share now: 0 in shadow, before routing and after rollback."""
+    if state.phase is Phase.COMPLETED:
+        return 100.0
+    if state.phase is Phase.ROLLED_BACK or not state.stage_routed:
+        return 0.0
+    stage = spec.spec.stages[min(state.stage_index, len(spec.spec.stages) - 1)]
+    return 0.0 if stage.mode is StageMode.SHADOW else stage.percent or 0.0
+
+
+def _stage_name(spec: RolloutSpec, state: RolloutState) -> str:
+    if state.stage_index < len(spec.spec.stages):
+        return spec.spec.stages[state.stage_index].name
+    return spec.spec.stages[-1].name
+
+
+def _pairs(
+    spec: RolloutSpec, stage: str, phase: Phase, percent: float
+) -> list[SearchAttributePair[str] | SearchAttributePair[float]]:
+    return [
+        SearchAttributePair(TARGET, spec.spec.target),
+        SearchAttributePair(STAGE, stage),
+        SearchAttributePair(PHASE, phase.value),
+        SearchAttributePair(PERCENT, percent),
+        SearchAttributePair(CANDIDATE, spec.spec.candidate.version),
+    ]
+
+
+def starting_search_attributes(spec: RolloutSpec) -> TypedSearchAttributes:
+    """The search attributes a rollout starts with, so it is findable before its first task."""
+    return TypedSearchAttributes(_pairs(spec, spec.spec.stages[0].name, Phase.STARTING, 0.0))
+
+
+def search_attribute_updates(
+    spec: RolloutSpec, state: RolloutState
+) -> list[SearchAttributeUpdate[Any]]:
+    """The upserts that bring the search attributes to this moment of the rollout."""
+    pairs = _pairs(spec, _stage_name(spec, state), state.phase, stage_percent(spec, state))
+    return [_update(pair) for pair in pairs]
+
+
+def _update(pair: SearchAttributePair[Any]) -> SearchAttributeUpdate[Any]:
+    return pair.key.value_set(pair.value)
+
+
+def current_details(spec: RolloutSpec, state: RolloutState) -> str:
+    """A short markdown summary: where the rollout is, the last verdicts, and who acted last."""
+    body = spec.spec
+    stage = _stage_name(spec, state)
+    lines = [
+        f"**{spec.metadata.name}**: `{body.target}` {body.incumbent.version} -> "
+        f"{body.candidate.version}",
+        "",
+        f"**Phase** `{state.phase.value}` · **Stage** `{stage}` "
+        f"({min(state.stage_index + 1, len(body.stages))}/{len(body.stages)}) · "
+        f"**Candidate traffic** {stage_percent(spec, state):g}%",
+    ]
+    if state.escalation:
+        lines += ["", f"**Needs a human:** {state.escalation}"]
+    if state.rollback:
+        lines += ["", f"**Rollback** by {state.rollback.actor}: {state.rollback.reason}"]
+    if state.outcome:
+        lines += ["", f"**Outcome:** {state.outcome}"]
+    if state.last_check:
+        lines += [
+            "",
+            f"Last check {state.last_check.checked_at:%H:%M:%S} UTC "
+            f"(every {format_duration(body.check_interval)}):",
+            "",
+            "| trigger | verdict | evidence |",
+            "| --- | --- | --- |",
+        ]
+        lines += [
+            f"| {v.trigger} | {v.outcome.value} | {v.detail.replace('|', '/')} |"
+            for v in state.last_check.verdicts
+        ]
+    if state.audit:
+        last = state.audit[-1]
+        lines += ["", f"Last action: {last.action} by {last.actor} ({last.reason})"]
+    return "\n".join(lines)
