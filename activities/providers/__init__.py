@@ -1,0 +1,1 @@
+"""Monitoring backends, one module each, behind the MetricProvider protocol."""

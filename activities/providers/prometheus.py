@@ -1,0 +1,252 @@
+"""Prometheus as a monitoring backend, through its instant-query API (`GET /api/v1/query`).
+
+The provider is strict on purpose: a rollout advances on evidence, so anything other than exactly
+one finite number is an error that says what came back and how to fix the query. It never returns
+0 for "no data" and never picks one series out of several.
+"""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+
+from activities.errors import (
+    AmbiguousResultError,
+    NoDataError,
+    ProviderError,
+    ProviderUnavailable,
+)
+from activities.http_reads import READ_RETRIES, ReadRetries, get_with_retries
+from activities.providers.base import Sample
+from rollout_specs import PrometheusMonitoring
+
+__all__ = ["PrometheusProvider"]
+
+_SHOWN_SERIES = 3
+_EXCERPT_CHARS = 200
+
+
+class PrometheusProvider:
+    """Answers each query with Prometheus's single current value, or a precise error.
+
+    Built by the backend registry around the worker's shared client, so connections are pooled
+    across checks; unit tests pass a client over `httpx.MockTransport`.
+    """
+
+    def __init__(
+        self,
+        config: PrometheusMonitoring,
+        client: httpx.AsyncClient,
+        *,
+        read_retries: ReadRetries = READ_RETRIES,
+    ) -> None:
+        self._endpoint = config.url.rstrip("/") + "/api/v1/query"
+        self._timeout = config.timeout.total_seconds()
+        self._client = client
+        self._retries = read_retries
+
+    async def query(self, query: str) -> Sample:
+        """Run `query` as an instant query and return its one value.
+
+        Args:
+            query: A rendered PromQL expression that yields one series or a scalar.
+
+        Returns:
+            The value, the series' labels and any warnings Prometheus attached (for example
+            about a partial answer), which the verdict keeps as evidence.
+
+        Raises:
+            ProviderUnavailable: Prometheus could not be reached, timed out, or answered 5xx
+                on every attempt.
+            NoDataError: No series matched, or the value is NaN or infinite.
+            AmbiguousResultError: Several series matched.
+            ProviderError: Prometheus refused the query, or answered something that is not an
+                instant value.
+        """
+        response = await self._get(query)
+        body = self._decode(response, query)
+        data = _object(body.get("data"))
+        if data is None:
+            raise self._shape_error(query, "it has no `data` object")
+        warnings = _strings(body.get("warnings"))
+        result_type = data.get("resultType")
+        result = data.get("result")
+        if result_type == "vector":
+            return self._from_vector(result, query, warnings)
+        if result_type == "scalar":
+            return Sample(value=self._finite(result, query), warnings=warnings)
+        if result_type == "matrix":
+            raise ProviderError(
+                f"query {query!r} returned a range vector from {self._endpoint}, but a check "
+                "needs an instant value; wrap the range selector in a function such as "
+                "rate(...[5m]) or avg_over_time(...[5m])"
+            )
+        if result_type == "string":
+            raise ProviderError(
+                f"query {query!r} returned a string from {self._endpoint}, but a check needs a "
+                "number; query a metric instead"
+            )
+        raise self._shape_error(query, f"its resultType is {result_type!r}")
+
+    async def _get(self, query: str) -> httpx.Response:
+        attempts = self._retries.attempts
+        try:
+            response = await get_with_retries(
+                self._client,
+                self._endpoint,
+                params={"query": query},
+                attempt_timeout=self._timeout,
+                policy=self._retries,
+            )
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailable(
+                f"Prometheus at {self._endpoint} did not answer within {self._timeout:g}s "
+                f"({attempts} attempts, {type(exc).__name__}); check that it is healthy, or "
+                "raise monitoring.timeout if the query is legitimately slow"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(
+                f"cannot reach Prometheus at {self._endpoint} ({attempts} attempts, "
+                f"{type(exc).__name__}: {exc}); check monitoring.url and that Prometheus is up"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderError(
+                f"request to Prometheus at {self._endpoint} failed ({type(exc).__name__}: {exc})"
+            ) from exc
+        status = response.status_code
+        if status >= 500:
+            raise ProviderUnavailable(
+                f"Prometheus at {self._endpoint} answered HTTP {status} to all {attempts} "
+                f"attempts ({_error_text(response)}); it is overloaded or restarting"
+            )
+        if status >= 400:
+            raise ProviderError(
+                f"Prometheus at {self._endpoint} rejected query {query!r} with HTTP {status} "
+                f"({_error_text(response)}); fix the trigger's query"
+            )
+        if status >= 300 or status < 200:
+            raise ProviderError(
+                f"Prometheus at {self._endpoint} answered HTTP {status}, not 200; point "
+                "monitoring.url at the Prometheus server itself"
+            )
+        return response
+
+    def _decode(self, response: httpx.Response, query: str) -> dict[str, object]:
+        try:
+            decoded: object = response.json()
+        except ValueError as exc:
+            raise ProviderError(
+                f"Prometheus at {self._endpoint} answered query {query!r} with a body that is "
+                f"not JSON ({_excerpt(response.text)!r}); check that monitoring.url is "
+                "Prometheus and not a proxy or login page"
+            ) from exc
+        body = _object(decoded)
+        if body is None:
+            raise self._shape_error(query, "it is not a JSON object")
+        if body.get("status") != "success":
+            raise ProviderError(
+                f"Prometheus at {self._endpoint} reported status {body.get('status')!r} for "
+                f"query {query!r} ({_prometheus_error(body)})"
+            )
+        return body
+
+    def _from_vector(self, result: object, query: str, warnings: list[str]) -> Sample:
+        if not isinstance(result, list):
+            raise self._shape_error(query, "its vector result is not a list")
+        if not result:
+            raise NoDataError(
+                f"query {query!r} matched no series in Prometheus at {self._endpoint}; the "
+                "metric may not be exported yet, or its labels match nothing (no traffic?)"
+            )
+        series = [_object(item) or {} for item in result]
+        labels = [_labels(item.get("metric")) for item in series]
+        if len(series) > 1:
+            shown = ", ".join(_format_labels(item) for item in labels[:_SHOWN_SERIES])
+            more = f" and {len(series) - _SHOWN_SERIES} more" if len(series) > _SHOWN_SERIES else ""
+            raise AmbiguousResultError(
+                f"query {query!r} returned {len(series)} series from {self._endpoint} "
+                f"({shown}{more}), but a check needs exactly one; aggregate with sum() or "
+                "avg(), or narrow the label selector"
+            )
+        return Sample(
+            value=self._finite(series[0].get("value"), query),
+            labels=labels[0],
+            warnings=warnings,
+        )
+
+    def _finite(self, point: object, query: str) -> float:
+        """The number of a `[timestamp, "value"]` pair, refusing NaN and infinities as no data."""
+        if not (isinstance(point, list) and len(point) == 2 and isinstance(point[1], str)):
+            raise self._shape_error(query, 'a sample is not a [timestamp, "value"] pair')
+        try:
+            value = float(point[1])
+        except ValueError as exc:
+            raise self._shape_error(query, f"sample value {point[1]!r} is not a number") from exc
+        if math.isnan(value):
+            raise NoDataError(
+                f"query {query!r} returned NaN from {self._endpoint}, typically 0/0 when there "
+                "was no traffic in the window; there is no evidence yet"
+            )
+        if math.isinf(value):
+            raise NoDataError(
+                f"query {query!r} returned {point[1]} from {self._endpoint}, a division by "
+                "zero (e.g. errors over no requests); there is no evidence yet"
+            )
+        return value
+
+    def _shape_error(self, query: str, problem: str) -> ProviderError:
+        return ProviderError(
+            f"Prometheus at {self._endpoint} answered query {query!r} with an unexpected "
+            f"body: {problem}; check that monitoring.url points at the Prometheus HTTP API"
+        )
+
+
+def _object(value: object) -> dict[str, object] | None:
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return value
+    return None
+
+
+def _strings(value: object) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [str(item) for item in value]
+
+
+def _labels(value: object) -> dict[str, str]:
+    labels = _object(value) or {}
+    return {key: str(label) for key, label in labels.items()}
+
+
+def _format_labels(labels: dict[str, str]) -> str:
+    name = labels.get("__name__", "")
+    pairs = ", ".join(
+        f'{key}="{value}"' for key, value in sorted(labels.items()) if key != "__name__"
+    )
+    return f"{name}{{{pairs}}}"
+
+
+def _prometheus_error(body: dict[str, object]) -> str:
+    error = body.get("error")
+    if error is None:
+        return "no error text"
+    error_type = body.get("errorType")
+    return f"{error_type}: {error}" if error_type else str(error)
+
+
+def _error_text(response: httpx.Response) -> str:
+    """Prometheus's own `errorType: error` text, or an excerpt of whatever else answered."""
+    try:
+        decoded: object = response.json()
+    except ValueError:
+        return _excerpt(response.text) or "empty body"
+    body = _object(decoded)
+    if body is None or "error" not in body:
+        return _excerpt(response.text)
+    return _prometheus_error(body)
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."

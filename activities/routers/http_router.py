@@ -1,0 +1,168 @@
+"""A traffic router that speaks lockgate's HTTP route contract.
+
+`PUT {url}/v1/targets/{target}/route` applies a route and answers with the route applied; the
+same generation twice is a no-op and an older generation is refused with 409. `GET` on the same
+path answers the route applied now, or 404 when the target has none.
+
+Only the read is retried here. A PUT that fails is reported at once and retried by Temporal,
+whose history records each attempt; that is safe because the router is idempotent per generation,
+and every change is read back afterwards anyway.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from activities.contracts import Route
+from activities.errors import RouteConflict, RouterError, RouterUnavailable
+from activities.http_reads import READ_RETRIES, ReadRetries, get_with_retries
+from rollout_specs import HttpRouter
+
+__all__ = ["HttpTrafficRouter"]
+
+_EXCERPT_CHARS = 200
+
+
+class HttpTrafficRouter:
+    """Sets and reads a target's route on a router that implements the HTTP contract.
+
+    Built by the backend registry around the worker's shared client; unit tests pass a client
+    over `httpx.MockTransport`.
+    """
+
+    def __init__(
+        self,
+        config: HttpRouter,
+        client: httpx.AsyncClient,
+        *,
+        read_retries: ReadRetries = READ_RETRIES,
+    ) -> None:
+        self._base = config.url.rstrip("/")
+        self._timeout = config.timeout.total_seconds()
+        self._client = client
+        self._retries = read_retries
+
+    async def put_route(self, target: str, route: Route) -> Route:
+        """Apply `route` to `target`, once; Temporal owns the retries of this write.
+
+        Args:
+            target: The policy slot whose traffic moves.
+            route: The route to apply; its generation orders it against earlier changes.
+
+        Returns:
+            The route as the router acknowledged it (for the same generation sent twice, the
+            route it already held).
+
+        Raises:
+            RouteConflict: The router holds a newer generation (409); its detail says which.
+            RouterUnavailable: The router could not be reached, timed out, or answered 5xx.
+            RouterError: The router refused the route (another 4xx) or answered something that
+                is not a route.
+        """
+        url = self._route_url(target)
+        try:
+            response = await self._client.put(
+                url, json=route.model_dump(mode="json"), timeout=self._timeout
+            )
+        except httpx.HTTPError as exc:
+            raise self._transport_error(url, exc, attempts=1) from exc
+        if response.status_code == 409:
+            raise RouteConflict(
+                f"router at {url} refused generation {route.generation} of rollout "
+                f"{route.rollout_id!r} for target {target!r} (HTTP 409: {_detail(response)}); "
+                "a newer change owns the route, so this one must not be applied"
+            )
+        self._raise_for_status(response, url, f"generation {route.generation}")
+        return self._parse(response, url)
+
+    async def get_route(self, target: str) -> Route | None:
+        """Read the route `target` has now, retrying briefly since a read is harmless to repeat.
+
+        Args:
+            target: The policy slot to read.
+
+        Returns:
+            The applied route, or None when the router has no route for `target` (404).
+
+        Raises:
+            RouterUnavailable: The router could not be reached, timed out, or answered 5xx on
+                every attempt.
+            RouterError: The router refused the read (a 4xx other than 404) or answered
+                something that is not a route.
+        """
+        url = self._route_url(target)
+        try:
+            response = await get_with_retries(
+                self._client, url, attempt_timeout=self._timeout, policy=self._retries
+            )
+        except httpx.HTTPError as exc:
+            raise self._transport_error(url, exc, attempts=self._retries.attempts) from exc
+        if response.status_code == 404:
+            return None
+        self._raise_for_status(response, url, "the read")
+        return self._parse(response, url)
+
+    def _route_url(self, target: str) -> str:
+        return f"{self._base}/v1/targets/{quote(target, safe='')}/route"
+
+    def _transport_error(self, url: str, exc: httpx.HTTPError, *, attempts: int) -> RouterError:
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        if isinstance(exc, httpx.TimeoutException):
+            return RouterUnavailable(
+                f"router at {url} did not answer within {self._timeout:g}s ({tries}, "
+                f"{type(exc).__name__}); check the router, or raise router.timeout"
+            )
+        if isinstance(exc, httpx.TransportError):
+            return RouterUnavailable(
+                f"cannot reach the router at {url} ({tries}, {type(exc).__name__}: {exc}); "
+                "check router.url and that the router is up"
+            )
+        return RouterError(f"request to the router at {url} failed ({type(exc).__name__}: {exc})")
+
+    def _raise_for_status(self, response: httpx.Response, url: str, what: str) -> None:
+        status = response.status_code
+        if status >= 500:
+            raise RouterUnavailable(
+                f"router at {url} failed {what} with HTTP {status} ({_detail(response)})"
+            )
+        if not 200 <= status < 300:
+            raise RouterError(
+                f"router at {url} refused {what} with HTTP {status} ({_detail(response)})"
+            )
+
+    def _parse(self, response: httpx.Response, url: str) -> Route:
+        try:
+            return Route.model_validate(response.json())
+        except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError alike
+            raise RouterError(
+                f"router at {url} answered with something that is not a route "
+                f"({_problems(exc)}); check that router.url implements lockgate's route contract"
+            ) from exc
+
+
+def _detail(response: httpx.Response) -> str:
+    """The router's `detail` text, which names the generation it holds on a 409."""
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return _excerpt(response.text) or "empty body"
+
+
+def _problems(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+    return f"not JSON: {exc}"
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."
