@@ -20,7 +20,13 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from rollout_specs import RolloutSpec, workflow_id_for
-from workflows.messages import ControlInput, ControlResult, RolloutInput, StatusResult
+from workflows.messages import (
+    ControlInput,
+    ControlResult,
+    RolloutInput,
+    RolloutResult,
+    StatusResult,
+)
 from workflows.rollout import RolloutWorkflow
 from workflows.visibility import CANDIDATE, PHASE, starting_search_attributes
 
@@ -55,7 +61,7 @@ class CommandRefused(Exception):
 
 async def submit_rollout(
     client: Client, spec: RolloutSpec, *, submitted_by: str, task_queue: str
-) -> WorkflowHandle[RolloutWorkflow, object]:
+) -> WorkflowHandle[RolloutWorkflow, RolloutResult]:
     """Start the rollout of a validated spec; refuse while another rollout of the target runs."""
     body = spec.spec
     try:

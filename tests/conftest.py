@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -18,8 +19,8 @@ from activities.registry import BackendRegistry
 from rollout_specs import RolloutSpec, parse_spec
 from runtime.embedded import find_temporal_cli
 from tests.helpers.servers import MetricsServer, RouterServer
-from workflows.visibility import SEARCH_ATTRIBUTES
 from worker import build_worker, http_client
+from workflows.visibility import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -63,9 +64,8 @@ def task_queue() -> str:
 @pytest_asyncio.fixture
 async def worker(client: Client, task_queue: str) -> AsyncIterator[None]:
     """A worker with the real activities, built exactly as worker.py builds it."""
-    async with http_client() as http:
-        async with build_worker(client, task_queue, BackendRegistry(http)):
-            yield
+    async with http_client() as http, build_worker(client, task_queue, BackendRegistry(http)):
+        yield
 
 
 def spec_document(router_url: str, metrics_url: str, target: str | None = None) -> dict[str, Any]:
@@ -104,3 +104,18 @@ def spec_document(router_url: str, metrics_url: str, target: str | None = None) 
 
 def build_spec(document: dict[str, Any]) -> RolloutSpec:
     return parse_spec(document, "test-spec")
+
+
+HISTORIES = ROOT / "tests" / "histories"
+
+
+async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """With LOCKGATE_RECORD_HISTORIES=1, keep this run's history for the replay test.
+
+    Recorded histories are committed; the replay test runs them against the current workflow
+    code, so a change that would break running rollouts fails CI.
+    """
+    if os.environ.get("LOCKGATE_RECORD_HISTORIES") == "1":
+        history = await handle.fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")

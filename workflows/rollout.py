@@ -388,7 +388,10 @@ class RolloutWorkflow:
         )
 
     def _publish(self) -> None:
-        workflow.upsert_search_attributes(search_attribute_updates(self._spec, self._state))
+        current = workflow.info().typed_search_attributes
+        updates = search_attribute_updates(self._spec, self._state, current)
+        if updates:
+            workflow.upsert_search_attributes(updates)
         workflow.set_current_details(current_details(self._spec, self._state))
 
     # ----------------------------------------------------------------------------- handlers

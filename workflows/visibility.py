@@ -81,11 +81,14 @@ def starting_search_attributes(spec: RolloutSpec) -> TypedSearchAttributes:
 
 
 def search_attribute_updates(
-    spec: RolloutSpec, state: RolloutState
+    spec: RolloutSpec, state: RolloutState, current: TypedSearchAttributes
 ) -> list[SearchAttributeUpdate[Any]]:
-    """The upserts that bring the search attributes to this moment of the rollout."""
+    """The upserts that bring `current` to this moment; empty when nothing changed.
+
+    Each upsert is a history event, so unchanged values are not sent again at every check.
+    """
     pairs = _pairs(spec, _stage_name(spec, state), state.phase, stage_percent(spec, state))
-    return [_update(pair) for pair in pairs]
+    return [_update(pair) for pair in pairs if current.get(pair.key) != pair.value]
 
 
 def _update(pair: SearchAttributePair[Any]) -> SearchAttributeUpdate[Any]:

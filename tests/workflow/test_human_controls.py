@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from temporalio.client import Client
 
+from rollout_specs import workflow_id_for
 from runtime.rollouts import CommandRefused, query_status, send_command, submit_rollout
-from tests.conftest import build_spec, spec_document
+from tests.conftest import build_spec, record_history, spec_document
 from tests.helpers.servers import MetricsServer, RouterServer
 from tests.helpers.waiting import wait_until
 from workflows.state import Phase
@@ -15,7 +16,11 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 async def _start(
-    client: Client, router: RouterServer, metrics: MetricsServer, task_queue: str, **stage_minutes: str
+    client: Client,
+    router: RouterServer,
+    metrics: MetricsServer,
+    task_queue: str,
+    **stage_minutes: str,
 ) -> str:
     metrics.set("error_rate", 0.0)
     document = spec_document(router.url, metrics.url)
@@ -56,6 +61,10 @@ async def test_pause_holds_a_passing_stage_and_resume_lets_it_advance(
     await wait_until(
         lambda: (router.current(target) or {}).get("percent") == 10, what="the canary stage"
     )
+    await send_command(client, target, "rollback", actor="bob", reason="enough")
+    handle = client.get_workflow_handle(workflow_id_for(target))
+    await handle.result()
+    await record_history(handle, "pause_resume_promote_rollback")
     status = await query_status(client, target)
     assert status.state.stages[0].outcome == "promoted"
     actions = [(e.actor, e.action, e.reason) for e in status.state.audit if e.actor == "bob"]
@@ -63,6 +72,7 @@ async def test_pause_holds_a_passing_stage_and_resume_lets_it_advance(
         ("bob", "pause", "holiday freeze"),
         ("bob", "resume", "freeze over"),
         ("bob", "promote", "shadow looks fine"),
+        ("bob", "rollback", "enough"),
     ]
 
 
@@ -125,6 +135,9 @@ async def test_manual_rollback_lands_and_later_commands_are_refused(
         return (await query_status(client, target)).state.phase is Phase.ROLLED_BACK
 
     await wait_until(ended, what="the rolled_back phase")
+    handle = client.get_workflow_handle(workflow_id_for(target))
+    await handle.result()
+    await record_history(handle, "manual_rollback")
     status = await query_status(client, target)
     assert status.state.outcome == "rolled back to 41 by bob: bad vibes"
     with pytest.raises(CommandRefused, match="not running"):

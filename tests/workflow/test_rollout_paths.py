@@ -10,7 +10,7 @@ from temporalio.client import Client, WorkflowFailureError
 from activities.contracts import RouteMode
 from rollout_specs import workflow_id_for
 from runtime.rollouts import RolloutAlreadyRunning, query_status, submit_rollout
-from tests.conftest import build_spec, spec_document
+from tests.conftest import build_spec, record_history, spec_document
 from tests.helpers.servers import MetricsServer, RouterServer
 from tests.helpers.waiting import wait_until
 from workflows.state import Phase
@@ -26,6 +26,7 @@ async def test_happy_path_walks_every_stage_and_makes_the_candidate_the_incumben
     spec = build_spec(spec_document(router.url, metrics.url))
     handle = await submit_rollout(client, spec, submitted_by="alice", task_queue=task_queue)
     result = await handle.result()
+    await record_history(handle, "completed")
 
     assert result.phase is Phase.COMPLETED
     applied = [(r["mode"], r["percent"], r["incumbent"]["version"]) for r in router.history]
@@ -72,6 +73,7 @@ async def test_a_breach_rolls_back_at_the_first_check_that_sees_it(
     await wait_until(lambda: (router.current(target) or {}).get("mode") == "off", what="rollback")
     landed_after = time.monotonic() - breached_at
     result = await handle.result()
+    await record_history(handle, "trigger_rollback")
 
     assert result.phase is Phase.ROLLED_BACK
     assert len(metrics.queries) - queries_before == 1, "rolled back on the first breaching check"
@@ -115,6 +117,7 @@ async def test_missing_or_broken_data_holds_the_stage_and_never_advances(
 
     metrics.set("error_rate", 0.0)  # evidence returns: the stage earns its gate and moves on
     result = await handle.result()
+    await record_history(handle, f"escalated_then_completed_{answer}")
     assert result.phase is Phase.COMPLETED
 
 
@@ -154,6 +157,7 @@ async def test_rollback_is_retried_until_the_router_accepts_it_and_escalates_mea
     await wait_until(escalated_while_rolling_back, what="escalation of a refused rollback")
     assert router.current(target)["mode"] == "split"  # type: ignore[index]
     result = await handle.result()
+    await record_history(handle, "refused_rollback_retried")
 
     assert result.phase is Phase.ROLLED_BACK
     final = router.current(target)
