@@ -131,6 +131,29 @@ def parse_spec(document: Any, source: str = "<spec>") -> RolloutSpec:
         raise SpecError(source, [_problem_line(e) for e in exc.errors(include_url=False)]) from exc
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys, which plain YAML silently resolves to the last.
+
+    `percent: 5` followed later by `percent: 50` is almost always an editing mistake; loading
+    it as 50 would roll out ten times the traffic the reviewer read.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1}); "
+                    "keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_spec(path: str | Path) -> RolloutSpec:
     """Read, parse and validate a spec file; raise SpecError naming the file on any problem."""
     source = str(path)
@@ -139,7 +162,7 @@ def load_spec(path: str | Path) -> RolloutSpec:
     except OSError as exc:
         raise SpecError(source, [f"cannot read the file: {exc.strerror or exc}"]) from exc
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         TriggerVerdict,
     )
     from rollout_specs import (
+        PolicyVersion,
         RolloutSpec,
         SpecError,
         Stage,
@@ -181,17 +182,21 @@ class RolloutWorkflow:
         return True
 
     def _route(
-        self, mode: RouteMode, percent: float = 0.0, scope: dict[str, list[str]] | None = None
+        self,
+        mode: RouteMode,
+        percent: float = 0.0,
+        scope: dict[str, list[str]] | None = None,
+        incumbent: PolicyVersion | None = None,
     ) -> Route:
+        """The route to send next; `mode` off serves only `incumbent` (default: the spec's)."""
         body = self._spec.spec
-        promoted = mode is RouteMode.OFF and self._state.rollback is None
         # Generations grow with the clock so a newer rollout of the same target always wins.
         now_ms = int(workflow.now().timestamp() * 1000)
         self._state.generation = max(self._state.generation + 1, now_ms)
         return Route(
             rollout_id=self._state.rollout_id,
             generation=self._state.generation,
-            incumbent=body.candidate if promoted else body.incumbent,
+            incumbent=incumbent or body.incumbent,
             candidate=None if mode is RouteMode.OFF else body.candidate,
             mode=mode,
             percent=percent,
@@ -341,7 +346,8 @@ class RolloutWorkflow:
     async def _promote_candidate(self) -> None:
         self._set_phase(Phase.PROMOTING)
         version = self._spec.spec.candidate.version
-        await self._apply_until_landed(self._route(RouteMode.OFF), f"make {version} the incumbent")
+        route = self._route(RouteMode.OFF, incumbent=self._spec.spec.candidate)
+        await self._apply_until_landed(route, f"make {version} the incumbent")
         self._state.escalation = None
         self._state.outcome = f"{version} is the incumbent of {self._spec.spec.target}"
         self._audit(AUTOMATIC, "completed", self._state.outcome)
@@ -356,6 +362,8 @@ class RolloutWorkflow:
     # ----------------------------------------------------------------------------- state
 
     def _request_rollback(self, actor: str, reason: str) -> None:
+        if self._state.rollback is not None:  # the first request is the one that is carried out
+            return
         self._state.rollback = RollbackRequest(actor=actor, reason=reason, at=workflow.now())
         self._audit(actor, "rollback", reason)
         workflow.logger.warning("rollback requested by %s: %s", actor, reason)
