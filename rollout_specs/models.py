@@ -233,6 +233,14 @@ class RollbackTrigger(SpecModel):
     threshold: Threshold
     failure_limit: Annotated[int, Field(ge=1)] = 1
     """Consecutive failing checks that roll back. Default 1."""
+    modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
+        default_factory=lambda: [StageMode.SHADOW, StageMode.SPLIT]
+    )
+    """Stage modes this trigger judges. Default both; a reward comparison, say, needs `split`."""
+
+    def applies_to(self, stage: Stage) -> bool:
+        """Whether this trigger judges `stage` (a shadow stage has no candidate rewards)."""
+        return stage.mode in self.modes
 
     @field_validator("query")
     @classmethod
@@ -337,6 +345,18 @@ class RolloutSpecBody(SpecModel):
                     f"trigger name {trigger.name!r} is used twice; rename one",
                 )
             names.add(trigger.name)
+        for index, stage in enumerate(self.stages):
+            if self.rollback_triggers and not self.triggers_for(stage):
+                yield rule_error(
+                    f"stages[{index}]",
+                    f"no rollback trigger judges {stage.mode.value} stages, so stage "
+                    f"{stage.name!r} could only advance on silence; add {stage.mode.value!r} to "
+                    "a trigger's `modes`",
+                )
+
+    def triggers_for(self, stage: Stage) -> list[RollbackTrigger]:
+        """The triggers that judge `stage`, in spec order."""
+        return [trigger for trigger in self.rollback_triggers if trigger.applies_to(stage)]
 
 
 class RolloutSpec(SpecModel):

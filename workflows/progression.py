@@ -51,6 +51,13 @@ def assess(
     elapsed: timedelta,
 ) -> Assessment:
     """Apply the rules in order: a tripped trigger, missing evidence, the bake, max_duration."""
+    if not check.verdicts:  # the spec forbids this; judged here too, as silence is no evidence
+        return Assessment(
+            Action.HOLD,
+            "no trigger judged this check",
+            dict(trigger_failures),
+            no_evidence_streak + 1,
+        )
     failures = _count_failures(trigger_failures, check.verdicts)
     limits = {t.name: t.failure_limit for t in spec.rollback_triggers}
     for verdict in check.verdicts:

@@ -281,9 +281,10 @@ class RolloutWorkflow:
 
     async def _run_checks(self, stage: Stage, number: int) -> CheckResult:
         body = self._spec.spec
+        triggers = body.triggers_for(stage)
         check = CheckInput(
             monitoring=body.monitoring,
-            triggers=body.rollback_triggers,
+            triggers=triggers,
             variables=self._template_variables(stage),
         )
         try:
@@ -309,7 +310,7 @@ class RolloutWorkflow:
                         query=t.query,
                         detail=detail,
                     )
-                    for t in body.rollback_triggers
+                    for t in triggers
                 ],
             )
 

@@ -104,3 +104,11 @@ def test_a_rollback_wins_over_missing_data() -> None:
     result = assess(body, body.stages[CANARY], _check(N, F), {}, 2, timedelta(seconds=5))
     assert result.action is Action.ROLLBACK
     assert result.tripped == "reward"
+
+
+def test_a_check_with_no_verdicts_never_advances() -> None:
+    body = _body()
+    empty = CheckResult(checked_at=datetime(2026, 1, 1, tzinfo=UTC), verdicts=[])
+    result = assess(body, body.stages[CANARY], empty, {}, 0, timedelta(hours=1))
+    assert result.action is Action.HOLD
+    assert result.no_evidence_streak == 1

@@ -410,6 +410,26 @@ REJECTED = [
         id="spec-not-mapping",
     ),
     pytest.param(
+        variant(
+            {
+                "spec.stages": [stage("shadow", mode="shadow"), stage("full", 100)],
+                "spec.rollback_triggers.0.modes": ["split"],
+            }
+        ),
+        [
+            "spec.stages[0]: no rollback trigger judges shadow stages, so stage 'shadow' could "
+            "only advance on silence; add 'shadow' to a trigger's `modes`"
+        ],
+        id="stage-mode-without-trigger",
+    ),
+    pytest.param(
+        variant({"spec.rollback_triggers.0.modes": []}),
+        [
+            "spec.rollback_triggers[0].modes: List should have at least 1 item after validation, not 0"
+        ],
+        id="trigger-without-modes",
+    ),
+    pytest.param(
         variant({"spec": None}),
         ["spec: expected a mapping (key: value), got nothing (an empty value)"],
         id="spec-empty",

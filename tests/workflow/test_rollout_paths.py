@@ -11,7 +11,7 @@ from activities.contracts import RouteMode
 from rollout_specs import workflow_id_for
 from runtime.rollouts import RolloutAlreadyRunning, query_status, submit_rollout
 from tests.conftest import build_spec, record_history, spec_document
-from tests.helpers.servers import MetricsServer, RouterServer
+from tests.helpers.servers import MetricsServer, RouterServer, metric_key
 from tests.helpers.waiting import wait_until
 from workflows.state import Phase
 from workflows.visibility import PERCENT, PHASE, STAGE, TARGET
@@ -240,3 +240,27 @@ async def test_percent_shown_in_the_ui_follows_the_stage(
     assert attributes.get(PHASE) == "running"
     assert router.current(spec.spec.target)["mode"] == RouteMode.SPLIT.value  # type: ignore[index]
     await handle.terminate("test cleanup")
+
+
+async def test_a_split_only_trigger_is_not_asked_during_shadow(
+    client: Client, router: RouterServer, metrics: MetricsServer, task_queue: str
+) -> None:
+    metrics.set("error_rate", 0.0)
+    metrics.set("reward_gap", 0.01)
+    document = spec_document(router.url, metrics.url)
+    document["spec"]["rollback_triggers"].append(
+        {
+            "name": "reward-gap",
+            "query": "reward_gap",
+            "threshold": {"below": -0.05},
+            "modes": ["split"],
+        }
+    )
+    spec = build_spec(document)
+    handle = await submit_rollout(client, spec, submitted_by="alice", task_queue=task_queue)
+    assert (await handle.result()).phase is Phase.COMPLETED
+
+    asked = [metric_key(q) for q in metrics.queries]
+    assert asked[0] == "error_rate", "shadow's one check asks only the trigger that judges shadow"
+    assert asked[1:3] == ["error_rate", "reward_gap"] or asked[1:3] == ["reward_gap", "error_rate"]
+    assert asked.count("reward_gap") == asked.count("error_rate") - 1
