@@ -16,7 +16,8 @@ from runtime.client import connect
 from runtime.rollouts import query_status, submit_rollout
 from runtime.settings import Settings
 from tests.conftest import build_spec, spec_document
-from tests.e2e.processes import Process, dev_server, free_port, port_open, worker_process
+from runtime.processes import ManagedProcess, free_port, port_open
+from tests.e2e.processes import dev_server, worker_process
 from tests.helpers.servers import MetricsServer, RouterServer
 from tests.helpers.waiting import wait_until
 from workflows.state import Phase
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def processes() -> Iterator[list[Process]]:
-    started: list[Process] = []
+def processes() -> Iterator[list[ManagedProcess]]:
+    started: list[ManagedProcess] = []
     yield started
     for process in started:
         process.kill()
@@ -43,7 +44,7 @@ async def _client(port: int) -> Client:
     return await connect(Settings(temporal_address=f"127.0.0.1:{port}"))
 
 
-def _started(worker: Process) -> bool:
+def _started(worker: ManagedProcess) -> bool:
     return "polling task queue" in worker.output()
 
 
@@ -55,7 +56,7 @@ EXPECTED_ROUTES = [("shadow", 0), ("split", 10), ("split", 50), ("split", 100), 
 
 
 async def test_a_killed_worker_is_replaced_and_the_rollout_continues_from_the_same_stage(
-    tmp_path: Path, processes: list[Process], router: RouterServer, metrics: MetricsServer
+    tmp_path: Path, processes: list[ManagedProcess], router: RouterServer, metrics: MetricsServer
 ) -> None:
     port = free_port()
     processes.append(dev_server(tmp_path / "server", port, free_port()).start())
@@ -89,7 +90,7 @@ async def test_a_killed_worker_is_replaced_and_the_rollout_continues_from_the_sa
 
 
 async def test_the_rollout_survives_a_server_restart_on_the_same_sqlite_file(
-    tmp_path: Path, processes: list[Process], router: RouterServer, metrics: MetricsServer
+    tmp_path: Path, processes: list[ManagedProcess], router: RouterServer, metrics: MetricsServer
 ) -> None:
     port = free_port()
     server = dev_server(tmp_path / "server", port, free_port())
@@ -118,11 +119,11 @@ async def test_the_rollout_survives_a_server_restart_on_the_same_sqlite_file(
     result = await client.get_workflow_handle(handle.id).result()
     assert result["phase"] == "completed"
     assert _distinct_routes(router) == EXPECTED_ROUTES
-    assert worker.alive(), "the worker rode out the server restart by itself"
+    assert worker.alive, "the worker rode out the server restart by itself"
 
 
 async def test_worker_py_alone_embeds_a_server_and_stops_it_on_sigterm(
-    tmp_path: Path, processes: list[Process], router: RouterServer, metrics: MetricsServer
+    tmp_path: Path, processes: list[ManagedProcess], router: RouterServer, metrics: MetricsServer
 ) -> None:
     port, ui_port = free_port(), free_port()
     data_dir = tmp_path / "data"
@@ -149,7 +150,7 @@ async def test_worker_py_alone_embeds_a_server_and_stops_it_on_sigterm(
     result = await handle.result()
     assert result.phase is Phase.COMPLETED
 
-    assert worker.terminate() == 0
+    assert worker.stop() == 0
     assert not port_open(port), "the embedded server stopped with the worker"
     assert "lockgate worker stopped" in worker.output()
 
