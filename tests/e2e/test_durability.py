@@ -13,10 +13,10 @@ from temporalio.client import Client
 
 from rollout_specs import RolloutSpec
 from runtime.client import connect
+from runtime.processes import ManagedProcess, free_port, port_open
 from runtime.rollouts import query_status, submit_rollout
 from runtime.settings import Settings
 from tests.conftest import build_spec, spec_document
-from runtime.processes import ManagedProcess, free_port, port_open
 from tests.e2e.processes import dev_server, worker_process
 from tests.helpers.servers import MetricsServer, RouterServer
 from tests.helpers.waiting import wait_until
@@ -125,7 +125,7 @@ async def test_the_rollout_survives_a_server_restart_on_the_same_sqlite_file(
 async def test_worker_py_alone_embeds_a_server_and_stops_it_on_sigterm(
     tmp_path: Path, processes: list[ManagedProcess], router: RouterServer, metrics: MetricsServer
 ) -> None:
-    port, ui_port = free_port(), free_port()
+    port, ui_port, metrics_port = free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
     worker = worker_process(
         tmp_path / "worker.log",
@@ -133,6 +133,7 @@ async def test_worker_py_alone_embeds_a_server_and_stops_it_on_sigterm(
             "LOCKGATE_DATA_DIR": str(data_dir),
             "LOCKGATE_TEMPORAL_PORT": str(port),
             "LOCKGATE_UI_PORT": str(ui_port),
+            "LOCKGATE_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
         },
     )
     worker.env.pop("TEMPORAL_ADDRESS", None)
@@ -149,6 +150,9 @@ async def test_worker_py_alone_embeds_a_server_and_stops_it_on_sigterm(
     handle = await submit_rollout(client, spec, submitted_by="alice", task_queue="lockgate")
     result = await handle.result()
     assert result.phase is Phase.COMPLETED
+    async with httpx.AsyncClient() as http:
+        scraped = await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+    assert "temporal_workflow_completed" in scraped.text, "the SDK's metrics for Prometheus"
 
     assert worker.stop() == 0
     assert not port_open(port), "the embedded server stopped with the worker"
