@@ -7,6 +7,7 @@ behind after Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -94,12 +95,10 @@ class ManagedProcess:
 
     def _signal(self, sig: signal.Signals) -> None:
         assert self.popen is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
-    async def wait_ready(self, ready: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
+    async def wait_ready(self, ready: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
         """Poll `ready` until it holds; fail with the log's tail if the process dies or stalls."""
 
         async def probe() -> bool:
@@ -112,12 +111,12 @@ class ManagedProcess:
 
         polls = AsyncRetrying(
             retry=retry_if_result(lambda ok: not ok),
-            stop=stop_after_delay(timeout),
+            stop=stop_after_delay(within),
             wait=wait_fixed(0.2),
             retry_error_callback=lambda state: False,
         )
         if not await polls(probe):
-            raise TimeoutError(f"{self.name} was not ready within {timeout:.0f}s:\n{self._tail()}")
+            raise TimeoutError(f"{self.name} was not ready within {within:.0f}s:\n{self._tail()}")
 
     def _tail(self, lines: int = 20) -> str:
         return "\n".join(self.output().splitlines()[-lines:])

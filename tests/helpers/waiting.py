@@ -13,7 +13,7 @@ T = TypeVar("T")
 
 @overload
 async def wait_until(
-    condition: Callable[[], Awaitable[T]],
+    condition: Callable[[], Awaitable[T | None]],
     *,
     timeout: float = ...,
     interval: float = ...,
@@ -21,7 +21,7 @@ async def wait_until(
 ) -> T: ...
 @overload
 async def wait_until(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     *,
     timeout: float = ...,
     interval: float = ...,

@@ -425,7 +425,8 @@ REJECTED = [
     pytest.param(
         variant({"spec.rollback_triggers.0.modes": []}),
         [
-            "spec.rollback_triggers[0].modes: List should have at least 1 item after validation, not 0"
+            "spec.rollback_triggers[0].modes: "
+            "List should have at least 1 item after validation, not 0"
         ],
         id="trigger-without-modes",
     ),
