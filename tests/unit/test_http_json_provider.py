@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -12,33 +11,12 @@ import httpx
 import pytest
 
 from activities.errors import NoDataError, ProviderError, ProviderUnavailable
-from activities.http_reads import READ_RETRIES
 from activities.providers.http_json import HttpJsonProvider
 from rollout_specs import HttpMonitoring
+from tests.helpers.scripted import NO_WAIT, Scripted
 
 URL = "http://stats.test/v1/stats"
 QUERY = "error_rate ranker 42"
-NO_WAIT = dataclasses.replace(READ_RETRIES, first_wait=0, max_wait=0)
-
-Reply = httpx.Response | httpx.HTTPError
-
-
-class ScriptedEndpoint:
-    """Answers requests with the scripted replies in order, repeating the last one."""
-
-    def __init__(self) -> None:
-        self.replies: list[Reply] = []
-        self.requests: list[httpx.Request] = []
-
-    def script(self, *replies: Reply) -> None:
-        self.replies = list(replies)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
-        if isinstance(reply, httpx.HTTPError):
-            raise reply
-        return httpx.Response(reply.status_code, headers=reply.headers, content=reply.content)
 
 
 class ProviderFactory(Protocol):
@@ -46,12 +24,12 @@ class ProviderFactory(Protocol):
 
 
 @pytest.fixture
-def endpoint() -> ScriptedEndpoint:
-    return ScriptedEndpoint()
+def endpoint() -> Scripted:
+    return Scripted()
 
 
 @pytest.fixture
-async def make_provider(endpoint: ScriptedEndpoint) -> AsyncIterator[ProviderFactory]:
+async def make_provider(endpoint: Scripted) -> AsyncIterator[ProviderFactory]:
     async with httpx.AsyncClient(transport=httpx.MockTransport(endpoint)) as client:
 
         def make(value_path: str = "value") -> HttpJsonProvider:
@@ -64,7 +42,7 @@ async def make_provider(endpoint: ScriptedEndpoint) -> AsyncIterator[ProviderFac
 
 
 async def test_reads_the_number_at_the_default_path_and_sends_the_query(
-    endpoint: ScriptedEndpoint, make_provider: ProviderFactory
+    endpoint: Scripted, make_provider: ProviderFactory
 ) -> None:
     endpoint.script(httpx.Response(200, json={"value": 0.02}))
 
@@ -78,7 +56,7 @@ async def test_reads_the_number_at_the_default_path_and_sends_the_query(
 
 
 async def test_follows_keys_and_list_indexes(
-    endpoint: ScriptedEndpoint, make_provider: ProviderFactory
+    endpoint: Scripted, make_provider: ProviderFactory
 ) -> None:
     endpoint.script(httpx.Response(200, json={"data": {"results": [{"v": 7}, {"v": 9}]}}))
 
@@ -97,7 +75,7 @@ async def test_follows_keys_and_list_indexes(
     ],
 )
 async def test_a_missing_or_null_value_is_no_data_not_zero(
-    endpoint: ScriptedEndpoint,
+    endpoint: Scripted,
     make_provider: ProviderFactory,
     body: object,
     path: str,
@@ -121,7 +99,7 @@ async def test_a_missing_or_null_value_is_no_data_not_zero(
     ],
 )
 async def test_a_value_that_is_not_a_number_is_an_error(
-    endpoint: ScriptedEndpoint, make_provider: ProviderFactory, value: object, described: str
+    endpoint: Scripted, make_provider: ProviderFactory, value: object, described: str
 ) -> None:
     endpoint.script(httpx.Response(200, json={"value": value}))
 
@@ -133,7 +111,7 @@ async def test_a_value_that_is_not_a_number_is_an_error(
 
 
 async def test_a_path_through_a_number_is_an_error(
-    endpoint: ScriptedEndpoint, make_provider: ProviderFactory
+    endpoint: Scripted, make_provider: ProviderFactory
 ) -> None:
     endpoint.script(httpx.Response(200, json={"data": 4}))
 
@@ -145,7 +123,7 @@ async def test_a_path_through_a_number_is_an_error(
 
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
 async def test_nan_and_infinities_are_no_data(
-    endpoint: ScriptedEndpoint, make_provider: ProviderFactory, literal: bytes
+    endpoint: Scripted, make_provider: ProviderFactory, literal: bytes
 ) -> None:
     endpoint.script(httpx.Response(200, content=b'{"value": ' + literal + b"}"))
 
@@ -154,7 +132,7 @@ async def test_nan_and_infinities_are_no_data(
 
 
 async def test_5xx_is_retried_three_times_then_unavailable(
-    endpoint: ScriptedEndpoint, make_provider: ProviderFactory
+    endpoint: Scripted, make_provider: ProviderFactory
 ) -> None:
     endpoint.script(httpx.Response(503, json={"detail": "warming up"}))
 
@@ -167,7 +145,7 @@ async def test_5xx_is_retried_three_times_then_unavailable(
 
 
 async def test_a_5xx_then_a_good_answer_succeeds(
-    endpoint: ScriptedEndpoint, make_provider: ProviderFactory
+    endpoint: Scripted, make_provider: ProviderFactory
 ) -> None:
     endpoint.script(httpx.Response(502), httpx.Response(200, json={"value": 1}))
 
@@ -176,7 +154,7 @@ async def test_a_5xx_then_a_good_answer_succeeds(
 
 
 async def test_a_4xx_is_an_error_and_is_not_retried(
-    endpoint: ScriptedEndpoint, make_provider: ProviderFactory
+    endpoint: Scripted, make_provider: ProviderFactory
 ) -> None:
     endpoint.script(httpx.Response(400, json={"detail": "unknown metric error_rate"}))
 
@@ -188,7 +166,7 @@ async def test_a_4xx_is_an_error_and_is_not_retried(
 
 
 async def test_connection_refused_is_unavailable(
-    endpoint: ScriptedEndpoint, make_provider: ProviderFactory
+    endpoint: Scripted, make_provider: ProviderFactory
 ) -> None:
     endpoint.script(httpx.ConnectError("Connection refused"))
 
@@ -200,7 +178,7 @@ async def test_connection_refused_is_unavailable(
 
 
 async def test_a_body_that_is_not_json_is_an_error(
-    endpoint: ScriptedEndpoint, make_provider: ProviderFactory
+    endpoint: Scripted, make_provider: ProviderFactory
 ) -> None:
     endpoint.script(httpx.Response(200, text="value=0.5"))
 

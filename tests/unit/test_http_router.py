@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -14,13 +13,12 @@ import pytest
 
 from activities.contracts import Route, RouteMode
 from activities.errors import RouteConflict, RouterError, RouterUnavailable
-from activities.http_reads import READ_RETRIES
 from activities.routers.http_router import HttpTrafficRouter
 from rollout_specs import Guardrails, HttpRouter, PolicyVersion
+from tests.helpers.scripted import NO_WAIT, Scripted
 
 BASE_URL = "http://router.test:8080"
 ROUTE_URL = f"{BASE_URL}/v1/targets/ranker/route"
-NO_WAIT = dataclasses.replace(READ_RETRIES, first_wait=0, max_wait=0)
 ROUTE = Route(
     rollout_id="rollout-ranker",
     generation=3,
@@ -43,26 +41,6 @@ ROUTE_JSON: dict[str, Any] = {
     "guardrails": {"blocked_actions": ["discount_90"]},
 }
 
-Reply = httpx.Response | httpx.HTTPError
-
-
-class ScriptedRouter:
-    """Answers requests with the scripted replies in order, repeating the last one."""
-
-    def __init__(self) -> None:
-        self.replies: list[Reply] = []
-        self.requests: list[httpx.Request] = []
-
-    def script(self, *replies: Reply) -> None:
-        self.replies = list(replies)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
-        if isinstance(reply, httpx.HTTPError):
-            raise reply
-        return httpx.Response(reply.status_code, headers=reply.headers, content=reply.content)
-
 
 class InMemoryRouter:
     """The contract's happy path: PUT stores the body, GET answers it or 404."""
@@ -81,19 +59,19 @@ class InMemoryRouter:
 
 
 @pytest.fixture
-def scripted() -> ScriptedRouter:
-    return ScriptedRouter()
+def scripted() -> Scripted:
+    return Scripted()
 
 
 @pytest.fixture
-async def http_router(scripted: ScriptedRouter) -> AsyncIterator[HttpTrafficRouter]:
+async def http_router(scripted: Scripted) -> AsyncIterator[HttpTrafficRouter]:
     config = HttpRouter(type="http", url=BASE_URL, timeout=timedelta(seconds=4))
     async with httpx.AsyncClient(transport=httpx.MockTransport(scripted)) as client:
         yield HttpTrafficRouter(config, client, read_retries=NO_WAIT)
 
 
 async def test_put_sends_the_contract_body_to_the_target_path(
-    scripted: ScriptedRouter, http_router: HttpTrafficRouter
+    scripted: Scripted, http_router: HttpTrafficRouter
 ) -> None:
     scripted.script(httpx.Response(200, json=ROUTE_JSON))
 
@@ -109,7 +87,7 @@ async def test_put_sends_the_contract_body_to_the_target_path(
 
 
 async def test_put_ignores_fields_the_router_adds(
-    scripted: ScriptedRouter, http_router: HttpTrafficRouter
+    scripted: Scripted, http_router: HttpTrafficRouter
 ) -> None:
     scripted.script(httpx.Response(200, json={**ROUTE_JSON, "applied_at": "2025-01-01T00:00:00Z"}))
 
@@ -117,7 +95,7 @@ async def test_put_ignores_fields_the_router_adds(
 
 
 async def test_409_is_a_conflict_quoting_the_router_and_is_not_retried(
-    scripted: ScriptedRouter, http_router: HttpTrafficRouter
+    scripted: Scripted, http_router: HttpTrafficRouter
 ) -> None:
     detail = (
         "target ranker holds generation 5 (rollout rollout-ranker); refusing older generation 3"
@@ -132,7 +110,7 @@ async def test_409_is_a_conflict_quoting_the_router_and_is_not_retried(
 
 
 async def test_put_5xx_is_unavailable_and_left_to_temporal_to_retry(
-    scripted: ScriptedRouter, http_router: HttpTrafficRouter
+    scripted: Scripted, http_router: HttpTrafficRouter
 ) -> None:
     scripted.script(httpx.Response(500, json={"detail": "config store down"}))
 
@@ -146,7 +124,7 @@ async def test_put_5xx_is_unavailable_and_left_to_temporal_to_retry(
 
 
 async def test_put_connection_refused_is_unavailable(
-    scripted: ScriptedRouter, http_router: HttpTrafficRouter
+    scripted: Scripted, http_router: HttpTrafficRouter
 ) -> None:
     scripted.script(httpx.ConnectError("Connection refused"))
 
@@ -158,7 +136,7 @@ async def test_put_connection_refused_is_unavailable(
 
 
 async def test_other_4xx_is_a_router_error_with_its_detail(
-    scripted: ScriptedRouter, http_router: HttpTrafficRouter
+    scripted: Scripted, http_router: HttpTrafficRouter
 ) -> None:
     scripted.script(httpx.Response(422, json={"detail": "unknown policy version 42"}))
 
@@ -170,9 +148,7 @@ async def test_other_4xx_is_a_router_error_with_its_detail(
     assert caught.type is RouterError
 
 
-async def test_get_404_means_no_route(
-    scripted: ScriptedRouter, http_router: HttpTrafficRouter
-) -> None:
+async def test_get_404_means_no_route(scripted: Scripted, http_router: HttpTrafficRouter) -> None:
     scripted.script(httpx.Response(404, json={"detail": "target ranker has no route"}))
 
     assert await http_router.get_route("ranker") is None
@@ -181,9 +157,7 @@ async def test_get_404_means_no_route(
     assert str(request.url) == ROUTE_URL
 
 
-async def test_get_is_retried_on_5xx(
-    scripted: ScriptedRouter, http_router: HttpTrafficRouter
-) -> None:
+async def test_get_is_retried_on_5xx(scripted: Scripted, http_router: HttpTrafficRouter) -> None:
     scripted.script(httpx.Response(503), httpx.Response(200, json=ROUTE_JSON))
 
     assert await http_router.get_route("ranker") == ROUTE
@@ -191,7 +165,7 @@ async def test_get_is_retried_on_5xx(
 
 
 async def test_get_5xx_on_every_attempt_is_unavailable(
-    scripted: ScriptedRouter, http_router: HttpTrafficRouter
+    scripted: Scripted, http_router: HttpTrafficRouter
 ) -> None:
     scripted.script(httpx.Response(503, json={"detail": "restarting"}))
 
@@ -202,7 +176,7 @@ async def test_get_5xx_on_every_attempt_is_unavailable(
 
 
 async def test_get_of_something_that_is_not_a_route_is_an_error(
-    scripted: ScriptedRouter, http_router: HttpTrafficRouter
+    scripted: Scripted, http_router: HttpTrafficRouter
 ) -> None:
     scripted.script(httpx.Response(200, json={"weights": {"41": 90, "42": 10}}))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -15,44 +14,22 @@ from activities.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from activities.http_reads import READ_RETRIES
 from activities.providers.prometheus import PrometheusProvider
 from rollout_specs import PrometheusMonitoring
+from tests.helpers.scripted import NO_WAIT, Scripted
 
 BASE_URL = "http://prometheus.test:9090"
 ENDPOINT = f"{BASE_URL}/api/v1/query"
 QUERY = 'error_rate{target="ranker",version="42"}'
-# The production policy without its waits: same attempt count, no sleeping in tests.
-NO_WAIT = dataclasses.replace(READ_RETRIES, first_wait=0, max_wait=0)
-
-Reply = httpx.Response | httpx.HTTPError
-
-
-class ScriptedPrometheus:
-    """Answers requests with the scripted replies in order, repeating the last one."""
-
-    def __init__(self) -> None:
-        self.replies: list[Reply] = []
-        self.requests: list[httpx.Request] = []
-
-    def script(self, *replies: Reply) -> None:
-        self.replies = list(replies)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
-        if isinstance(reply, httpx.HTTPError):
-            raise reply
-        return httpx.Response(reply.status_code, headers=reply.headers, content=reply.content)
 
 
 @pytest.fixture
-def prometheus() -> ScriptedPrometheus:
-    return ScriptedPrometheus()
+def prometheus() -> Scripted:
+    return Scripted()
 
 
 @pytest.fixture
-async def provider(prometheus: ScriptedPrometheus) -> AsyncIterator[PrometheusProvider]:
+async def provider(prometheus: Scripted) -> AsyncIterator[PrometheusProvider]:
     config = PrometheusMonitoring(type="prometheus", url=BASE_URL, timeout=timedelta(seconds=2))
     async with httpx.AsyncClient(transport=httpx.MockTransport(prometheus)) as client:
         yield PrometheusProvider(config, client, read_retries=NO_WAIT)
@@ -72,7 +49,7 @@ def failure(status: int, error_type: str, error: str) -> httpx.Response:
 
 
 async def test_one_series_gives_its_value_labels_and_warnings(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(
         success(
@@ -92,7 +69,7 @@ async def test_one_series_gives_its_value_labels_and_warnings(
 
 
 async def test_sends_an_instant_query_with_the_configured_timeout(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(vector(({}, "1")))
 
@@ -106,7 +83,7 @@ async def test_sends_an_instant_query_with_the_configured_timeout(
 
 
 async def test_a_scalar_result_is_a_value(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(success({"resultType": "scalar", "result": [1700000000, "3.5"]}))
 
@@ -117,7 +94,7 @@ async def test_a_scalar_result_is_a_value(
 
 
 async def test_an_empty_vector_is_no_data_not_zero(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(vector())
 
@@ -127,7 +104,7 @@ async def test_an_empty_vector_is_no_data_not_zero(
 
 @pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf"])
 async def test_nan_and_infinities_are_no_data(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider, value: str
+    prometheus: Scripted, provider: PrometheusProvider, value: str
 ) -> None:
     prometheus.script(vector(({}, value)))
 
@@ -138,7 +115,7 @@ async def test_nan_and_infinities_are_no_data(
 
 
 async def test_nan_message_explains_the_usual_cause(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(vector(({}, "NaN")))
 
@@ -147,7 +124,7 @@ async def test_nan_message_explains_the_usual_cause(
 
 
 async def test_several_series_are_ambiguous_and_never_one_of_them(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(vector(*(({"arm": f"a{i}"}, str(i)) for i in range(5))))
 
@@ -162,7 +139,7 @@ async def test_several_series_are_ambiguous_and_never_one_of_them(
 
 
 async def test_a_bad_query_is_an_error_with_prometheus_text_and_is_not_retried(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(
         failure(400, "bad_data", 'invalid parameter "query": 1:11: parse error: unexpected "}"')
@@ -178,7 +155,7 @@ async def test_a_bad_query_is_an_error_with_prometheus_text_and_is_not_retried(
 
 
 async def test_an_execution_error_is_an_error(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(failure(422, "execution", "many-to-many matching not allowed"))
 
@@ -189,7 +166,7 @@ async def test_an_execution_error_is_an_error(
 
 
 async def test_5xx_is_retried_three_times_then_unavailable(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(failure(503, "unavailable", "TSDB not ready"))
 
@@ -203,7 +180,7 @@ async def test_5xx_is_retried_three_times_then_unavailable(
 
 
 async def test_a_5xx_then_a_good_answer_succeeds(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(failure(503, "unavailable", "restarting"), vector(({}, "0.5")))
 
@@ -214,7 +191,7 @@ async def test_a_5xx_then_a_good_answer_succeeds(
 
 
 async def test_connection_refused_is_unavailable_with_url_and_cause(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(httpx.ConnectError("[Errno 111] Connection refused"))
 
@@ -229,7 +206,7 @@ async def test_connection_refused_is_unavailable_with_url_and_cause(
 
 
 async def test_a_timeout_is_unavailable_and_names_the_timeout(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(httpx.ReadTimeout("timed out"))
 
@@ -238,7 +215,7 @@ async def test_a_timeout_is_unavailable_and_names_the_timeout(
 
 
 async def test_a_body_that_is_not_json_is_an_error(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(httpx.Response(200, text="<html>Please log in</html>"))
 
@@ -249,7 +226,7 @@ async def test_a_body_that_is_not_json_is_an_error(
 
 
 async def test_a_non_success_status_in_the_body_is_an_error(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(
         httpx.Response(200, json={"status": "error", "errorType": "timeout", "error": "too slow"})
@@ -269,7 +246,7 @@ async def test_a_non_success_status_in_the_body_is_an_error(
     ],
 )
 async def test_non_instant_results_are_errors(
-    prometheus: ScriptedPrometheus,
+    prometheus: Scripted,
     provider: PrometheusProvider,
     result_type: str,
     result: object,
@@ -284,7 +261,7 @@ async def test_non_instant_results_are_errors(
 
 
 async def test_a_malformed_sample_is_an_error_not_a_guess(
-    prometheus: ScriptedPrometheus, provider: PrometheusProvider
+    prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(vector(({}, "lots")))
 
