@@ -4,13 +4,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run worker test lint typecheck bench clean
+.PHONY: demo run worker test lint typecheck bench clean
+
+SCENARIO ?= healthy
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+demo: $(STAMP)  ## a whole rollout on this machine, watched live (SCENARIO=regression|violations)
+	$(BIN)/lockgate demo --scenario $(SCENARIO)
 
 run worker: $(STAMP)  ## the worker with an embedded Temporal dev server (UI on :8233)
 	$(BIN)/python worker.py

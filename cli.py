@@ -25,6 +25,7 @@ from temporalio.service import RPCError
 
 from rollout_specs import RolloutSpec, SpecError, dump_schema, format_duration, load_spec
 from runtime.client import connect
+from runtime.demo import EXPECTED_PHASE, DemoOptions, run_demo
 from runtime.rollouts import (
     CommandRefused,
     RolloutAlreadyRunning,
@@ -299,6 +300,30 @@ def list_rollouts(
             execution.status.name.lower() if execution.status else "",
         )
     out.print(table)
+
+
+@app.command()
+def demo(
+    scenario: Annotated[
+        str, typer.Option(help="healthy (promoted), regression or violations (rolled back).")
+    ] = "healthy",
+    rate: Annotated[float, typer.Option(help="Simulated decisions per second.")] = 100.0,
+    keep: Annotated[bool, typer.Option(help="Keep the stack up after the rollout ends.")] = True,
+    fast: Annotated[bool, typer.Option(help="Short bakes (seconds), for a quick look.")] = False,
+) -> None:
+    """Run a whole rollout on this machine: Temporal, worker, gateway, policies, traffic."""
+    if scenario not in EXPECTED_PHASE:
+        raise typer.BadParameter(f"use one of {', '.join(EXPECTED_PHASE)}", param_hint="--scenario")
+    options = DemoOptions(scenario=scenario, rate=rate, keep=keep, fast=fast)
+    try:
+        as_expected = asyncio.run(run_demo(options, out, render_status))
+    except KeyboardInterrupt:
+        out.print("stopped")
+        return
+    except RuntimeError as exc:
+        _fail(str(exc))
+    if not as_expected:
+        _fail(f"the {scenario} scenario did not end as it should ({EXPECTED_PHASE[scenario]})")
 
 
 def _command(name: str, help_text: str) -> None:

@@ -29,7 +29,7 @@ from runtime.embedded import EmbeddedTemporal
 from runtime.settings import Settings
 from workflows.rollout import RolloutWorkflow
 
-__all__ = ["build_worker", "http_client", "main", "run"]
+__all__ = ["build_worker", "http_client", "main", "run", "workflow_runner"]
 
 log = logging.getLogger("lockgate.worker")
 
@@ -43,19 +43,24 @@ def http_client() -> httpx.AsyncClient:
     )
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox, with the pure message modules passed through (loaded once, not per run)."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(
+        "pydantic", "pydantic_core", "rollout_specs", "activities.contracts", "yaml"
+    )
+    return SandboxedWorkflowRunner(restrictions=restrictions)
+
+
 def build_worker(client: Client, task_queue: str, backends: BackendRegistry) -> Worker:
     """The Worker with lockgate's workflow and activities; tests build theirs the same way."""
     checks = CheckActivities(backends)
     routing = RoutingActivities(backends)
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(
-        "pydantic", "pydantic_core", "rollout_specs", "activities.contracts", "yaml"
-    )
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[RolloutWorkflow],
         activities=[checks.run_checks, routing.apply_route],
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        workflow_runner=workflow_runner(),
         # After a kill -9 the server waits this long on the dead worker's sticky queue; the
         # default 10 s stalls every rollout whose next task comes due in that window.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=2),

@@ -13,14 +13,30 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import RUN_CHECKS, CheckInput, CheckResult, Outcome, TriggerVerdict
+from activities.contracts import (
+    RUN_CHECKS,
+    CheckInput,
+    CheckResult,
+    Evidence,
+    Outcome,
+    TriggerVerdict,
+)
 from activities.errors import NoDataError, ProviderError, UnknownBackendError
 from activities.providers.base import MetricProvider
 from activities.registry import BackendRegistry
+from analysis.budget import reward_loss_upper_bound
+from analysis.sequential import ArmStats, compare_means
 from analysis.thresholds import breach, describe_threshold
-from rollout_specs import RollbackTrigger, TemplateError, render
+from rollout_specs import (
+    AdvanceWhen,
+    ArmMetric,
+    RollbackTrigger,
+    TemplateError,
+    Threshold,
+    render,
+)
 
-__all__ = ["CheckActivities", "judge_trigger"]
+__all__ = ["CheckActivities", "arm_stats", "judge_trigger"]
 
 
 class CheckActivities:
@@ -36,21 +52,174 @@ class CheckActivities:
             provider = self._backends.provider(check.monitoring)
         except UnknownBackendError as exc:
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from exc
-        verdicts = await asyncio.gather(
-            *(judge_trigger(provider, trigger, check.variables) for trigger in check.triggers)
-        )
-        for verdict in verdicts:
+        judge = _Judge(provider, check)
+        verdicts = await asyncio.gather(*(judge.trigger(t) for t in check.triggers))
+        gate = await judge.gate(check.gate) if check.gate is not None else None
+        for verdict in [*verdicts, *([gate] if gate else [])]:
             activity.logger.info(
                 "check %s: %s (%s)", verdict.trigger, verdict.outcome.value, verdict.detail
             )
-        return CheckResult(checked_at=datetime.now(UTC), verdicts=list(verdicts))
+        return CheckResult(checked_at=datetime.now(UTC), verdicts=list(verdicts), gate=gate)
+
+
+class _Judge:
+    """One check's judging, sharing the provider and the per-arm statistics it reads."""
+
+    def __init__(self, provider: MetricProvider, check: CheckInput) -> None:
+        self.provider = provider
+        self.check = check
+
+    async def trigger(self, trigger: RollbackTrigger) -> TriggerVerdict:
+        if trigger.compare is not None:
+            rule = trigger.compare
+            return await self._compare(
+                trigger.name, rule.metric, rule.max_drop, rule.relative,
+                self.check.alphas.get(trigger.name, 0.05),
+            )  # fmt: skip
+        if trigger.budget is not None:
+            return await self._budget(trigger)
+        return await judge_trigger(self.provider, trigger, self.check.variables)
+
+    async def gate(self, gate: AdvanceWhen) -> TriggerVerdict:
+        name = f"advance_when:{gate.non_inferior}"
+        return await self._compare(
+            name, gate.non_inferior, gate.margin, gate.relative, self.check.gate_alpha
+        )
+
+    async def _arms(self, metric: str) -> tuple[ArmStats, ArmStats]:
+        definition = self.check.metrics[metric]
+        variables = self.check.variables
+        incumbent, candidate = await asyncio.gather(
+            arm_stats(self.provider, definition, variables, variables["incumbent"]),
+            arm_stats(self.provider, definition, variables, variables["candidate"]),
+        )
+        return incumbent, candidate
+
+    async def _compare(
+        self, name: str, metric: str, max_drop: float, relative: bool, alpha: float
+    ) -> TriggerVerdict:
+        threshold = Threshold(below=-max_drop)
+        try:
+            incumbent, candidate = await self._arms(metric)
+        except NoDataError as exc:
+            return _no_data(name, threshold, metric, exc)
+        except ProviderError as exc:
+            return _broken(name, threshold, metric, exc)
+        result = compare_means(
+            incumbent, candidate, max_drop=max_drop, relative=relative, alpha=alpha,
+            expected_n=self.check.expected_samples,
+            higher_is_better=self.check.metrics[metric].higher_is_better,
+        )  # fmt: skip
+        outcome = _OUTCOMES[result.verdict]
+        return TriggerVerdict(
+            trigger=name,
+            outcome=outcome,
+            value=result.estimate,
+            threshold=threshold,
+            query=f"compare {metric}",
+            detail=result.detail,
+            evidence=Evidence(
+                estimate=result.estimate,
+                lower=result.lower,
+                upper=result.upper,
+                statistic=result.statistic,
+                boundary=result.boundary,
+                n_incumbent=result.n_incumbent,
+                n_candidate=result.n_candidate,
+                alpha=alpha,
+            ),
+            awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
+        )
+
+    async def _budget(self, trigger: RollbackTrigger) -> TriggerVerdict:
+        assert trigger.budget is not None
+        rule = trigger.budget
+        threshold = Threshold(above=rule.max_reward_loss)
+        try:
+            incumbent, candidate = await self._arms(rule.metric)
+        except NoDataError as exc:
+            return _no_data(trigger.name, threshold, rule.metric, exc)
+        except ProviderError as exc:
+            return _broken(trigger.name, threshold, rule.metric, exc)
+        alpha = self.check.alphas.get(trigger.name, 0.05)
+        result = reward_loss_upper_bound(
+            incumbent, candidate, max_reward_loss=rule.max_reward_loss, alpha=alpha,
+            expected_n=self.check.expected_samples,
+            higher_is_better=self.check.metrics[rule.metric].higher_is_better,
+        )  # fmt: skip
+        outcome = {"fail": Outcome.FAIL, "ok": Outcome.PASS}.get(
+            result.verdict, Outcome.INCONCLUSIVE
+        )
+        return TriggerVerdict(
+            trigger=trigger.name,
+            outcome=outcome,
+            value=result.upper,
+            threshold=threshold,
+            query=f"budget {rule.metric}",
+            detail=result.detail,
+            evidence=Evidence(
+                estimate=result.estimate,
+                lower=result.lower,
+                upper=result.upper,
+                statistic=result.statistic,
+                boundary=result.boundary,
+                n_incumbent=result.n_incumbent,
+                n_candidate=result.n_candidate,
+                alpha=alpha,
+            ),
+            awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
+        )
+
+
+_OUTCOMES = {"fail": Outcome.FAIL, "pass": Outcome.PASS, "inconclusive": Outcome.INCONCLUSIVE}
+
+
+def _no_data(name: str, threshold: Threshold, metric: str, exc: Exception) -> TriggerVerdict:
+    return TriggerVerdict(
+        trigger=name, outcome=Outcome.INCONCLUSIVE, threshold=threshold,
+        query=f"metric {metric}", detail=f"no data: {exc}",
+    )  # fmt: skip
+
+
+def _broken(name: str, threshold: Threshold, metric: str, exc: Exception) -> TriggerVerdict:
+    return TriggerVerdict(
+        trigger=name, outcome=Outcome.ERROR, threshold=threshold,
+        query=f"metric {metric}", detail=f"{type(exc).__name__}: {exc}",
+    )  # fmt: skip
+
+
+async def arm_stats(
+    provider: MetricProvider, metric: ArmMetric, variables: dict[str, str], version: str
+) -> ArmStats:
+    """One arm's sufficient statistics; counters' extrapolated increases are rounded.
+
+    Raises NoDataError when the arm has no observations series at all (never a zero count).
+    """
+    values = {**variables, "version": version}
+    try:
+        queries = [render(metric.count, values), render(metric.total, values)]
+        if metric.total_squares is not None:
+            queries.append(render(metric.total_squares, values))
+    except TemplateError as exc:
+        raise ProviderError(str(exc)) from exc
+    samples = await asyncio.gather(*(provider.query(q) for q in queries))
+    n = max(0, round(samples[0].value))
+    if n == 0:
+        return ArmStats(0, 0.0, 0.0)
+    if metric.total_squares is None:  # a 0/1 metric: events among n
+        return ArmStats.from_events(n, min(n, max(0, round(samples[1].value))))
+    total, squares = samples[1].value, max(0.0, samples[2].value)
+    return ArmStats(n, total, squares)
 
 
 async def judge_trigger(
     provider: MetricProvider, trigger: RollbackTrigger, variables: dict[str, str]
 ) -> TriggerVerdict:
     """Query one trigger and judge it: no data is INCONCLUSIVE, a broken answer is ERROR."""
+    if trigger.query is None or trigger.threshold is None:
+        raise ValueError(f"trigger {trigger.name} is not a query-and-threshold trigger")
     threshold = trigger.threshold
+    template = trigger.query
     healthy = describe_threshold(threshold.above, threshold.below)
 
     def verdict(
@@ -66,9 +235,9 @@ async def judge_trigger(
         )
 
     try:
-        query = render(trigger.query, variables)
+        query = render(template, variables)
     except TemplateError as exc:
-        return verdict(Outcome.ERROR, str(exc), trigger.query)
+        return verdict(Outcome.ERROR, str(exc), template)
     try:
         sample = await provider.query(query)
     except NoDataError as exc:

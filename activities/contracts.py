@@ -13,6 +13,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from rollout_specs import (
+    AdvanceWhen,
+    ArmMetric,
     Guardrails,
     MonitoringConfig,
     PolicyVersion,
@@ -27,6 +29,7 @@ __all__ = [
     "ApplyRouteInput",
     "CheckInput",
     "CheckResult",
+    "Evidence",
     "Outcome",
     "Route",
     "RouteMode",
@@ -95,11 +98,33 @@ class ApplyRouteInput(Contract):
 
 
 class CheckInput(Contract):
-    """Evaluate the rollback triggers once, with the template variables of this moment."""
+    """Evaluate the rollback triggers (and the stage's evidence gate) once, now."""
 
     monitoring: MonitoringConfig
     triggers: list[RollbackTrigger]
     variables: dict[str, str]
+    metrics: dict[str, ArmMetric] = Field(default_factory=dict)
+    """The per-arm metrics the statistical triggers and the gate use."""
+    alphas: dict[str, float] = Field(default_factory=dict)
+    """Each statistical trigger's share of the rollout's alpha."""
+    expected_samples: int = 10_000
+    """Observations (both arms) the stage should see; tunes the sequential tests."""
+    gate: AdvanceWhen | None = None
+    gate_alpha: float = 0.05
+
+
+class Evidence(Contract):
+    """The numbers behind a statistical verdict: what was estimated, how sure, from how much."""
+
+    estimate: float | None = None
+    """Candidate minus incumbent (relative when the rule is relative)."""
+    lower: float | None = None
+    upper: float | None = None
+    statistic: float | None = None
+    boundary: float | None = None
+    n_incumbent: int = 0
+    n_candidate: int = 0
+    alpha: float | None = None
 
 
 class TriggerVerdict(Contract):
@@ -108,11 +133,14 @@ class TriggerVerdict(Contract):
     trigger: str
     outcome: Outcome
     value: float | None = None
-    threshold: Threshold
-    query: str
+    threshold: Threshold | None = None
+    query: str = ""
     """The query as rendered and sent."""
     detail: str
     """One sentence: the value against the threshold, or what went wrong."""
+    evidence: Evidence | None = None
+    awaiting_evidence: bool = False
+    """INCONCLUSIVE with data: a statistical test has not decided yet (not missing data)."""
 
 
 class CheckResult(Contract):
@@ -120,3 +148,5 @@ class CheckResult(Contract):
 
     checked_at: datetime
     verdicts: list[TriggerVerdict]
+    gate: TriggerVerdict | None = None
+    """The stage's advance_when verdict, when it has one."""

@@ -4,6 +4,11 @@ from rollout_specs.durations import Duration, format_duration, parse_duration
 from rollout_specs.loader import SpecError, dump_schema, load_spec, parse_spec
 from rollout_specs.models import (
     API_VERSION,
+    BUILTIN_METRICS,
+    AdvanceWhen,
+    ArmMetric,
+    BudgetRule,
+    CompareRule,
     Guardrails,
     HttpMonitoring,
     HttpRouter,
@@ -25,7 +30,12 @@ from rollout_specs.templates import TEMPLATE_VARIABLES, TemplateError, render
 
 __all__ = [
     "API_VERSION",
+    "BUILTIN_METRICS",
     "TEMPLATE_VARIABLES",
+    "AdvanceWhen",
+    "ArmMetric",
+    "BudgetRule",
+    "CompareRule",
     "Duration",
     "Guardrails",
     "HttpMonitoring",

@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from rollout_specs.durations import Duration
-from rollout_specs.templates import TEMPLATE_VARIABLES, unknown_variables
+from rollout_specs.templates import TEMPLATE_VARIABLES, unknown_variables, variables_in
 
 __all__ = [
     "API_VERSION",
+    "BUILTIN_METRICS",
     "SLUG_HINT",
     "SLUG_PATTERN",
     "URL_PATTERN",
@@ -151,6 +152,72 @@ class Guardrails(SpecModel):
     """Actions the candidate may never take; the router serves the incumbent's instead."""
 
 
+def _check_template(query: str, *, per_arm: bool) -> str:
+    unknown = unknown_variables(query)
+    if not per_arm and "version" in variables_in(query):
+        raise ValueError(
+            "{{version}} is only for a metric's per-arm queries (spec.metrics); use "
+            "{{candidate}} or {{incumbent}} here"
+        )
+    if unknown:
+        allowed = ", ".join("{{" + name + "}}" for name in TEMPLATE_VARIABLES)
+        raise ValueError(
+            f"unknown query variable {{{{{unknown[0]}}}}}; the variables are {allowed}"
+        )
+    return query
+
+
+class ArmMetric(SpecModel):
+    """How to read one arm's sufficient statistics: observations, their sum, sum of squares.
+
+    Each query is rendered once per arm with {{version}}; statistical triggers compare the two.
+    """
+
+    count: str
+    """Number of observations of the arm over {{stage_window}} (e.g. rewarded decisions)."""
+    total: str
+    """Sum of the observed values (e.g. rewards)."""
+    total_squares: str | None = None
+    """Sum of squared values; leave out for 0/1 metrics (errors, conversions)."""
+    higher_is_better: bool = True
+    """False for metrics where more is worse (errors, violations)."""
+
+    @field_validator("count", "total", "total_squares")
+    @classmethod
+    def _per_arm(cls, query: str | None) -> str | None:
+        if query is not None:
+            _check_template(query, per_arm=True)
+        return query
+
+
+class CompareRule(SpecModel):
+    """Candidate vs incumbent on a metric: an always-valid sequential test of a regression."""
+
+    metric: str
+    """A metric of spec.metrics or a built-in one (reward, errors, guardrail_violations)."""
+    max_drop: Annotated[float, Field(gt=0)]
+    """The largest tolerated drop (absolute, or relative with `relative: true`)."""
+    relative: bool = False
+
+
+class BudgetRule(SpecModel):
+    """A cap on the reward the candidate may cost relative to the incumbent."""
+
+    metric: str = "reward"
+    max_reward_loss: Annotated[float, Field(gt=0)]
+    """Roll back when the upper confidence bound of n_candidate x (incumbent - candidate) mean
+    exceeds this."""
+
+
+class AdvanceWhen(SpecModel):
+    """Evidence a stage needs before it advances: non-inferiority of a metric within a margin."""
+
+    non_inferior: str
+    """The metric (spec.metrics or built-in) the candidate must be shown not worse on."""
+    margin: Annotated[float, Field(gt=0)]
+    relative: bool = False
+
+
 class Stage(SpecModel):
     """One lock of the canal: a traffic setting held until it has earned the next."""
 
@@ -165,7 +232,13 @@ class Stage(SpecModel):
     min_duration: Duration
     """Bake time: the stage ends no sooner, and only with every trigger passing."""
     max_duration: Duration | None = None
-    """After this long without earning its gate the stage escalates to a human."""
+    """After this long without earning its gate the stage escalates (or rolls back)."""
+    advance_when: AdvanceWhen | None = None
+    """Evidence the stage needs to advance, beyond every trigger passing."""
+    on_inconclusive: MissingDataPolicy = MissingDataPolicy.HOLD
+    """At max_duration without the evidence: hold for a human, or roll back. Never advance."""
+    expected_samples: Annotated[int, Field(ge=10)] = 10_000
+    """Observations (both arms) the stage should see; tunes its sequential tests."""
 
     @model_validator(mode="after")
     def _mode_matches_percent(self) -> Stage:
@@ -223,20 +296,62 @@ class Threshold(SpecModel):
         return self
 
 
+STATISTICAL_MODES = [StageMode.SPLIT]
+"""Statistical triggers compare arms that both serve: they judge split stages by default."""
+
+
 class RollbackTrigger(SpecModel):
-    """A monitoring query and the threshold whose breach rolls the candidate back."""
+    """What rolls the candidate back: a query and threshold, a comparison, or a budget."""
 
     name: Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)]
     """Trigger name, unique in the spec; shown with every verdict."""
-    query: Annotated[str, Field(min_length=1)]
-    """Query for the monitoring backend, with {{variable}} placeholders."""
-    threshold: Threshold
+    query: Annotated[str, Field(min_length=1)] | None = None
+    """Query for the monitoring backend, with {{variable}} placeholders (with `threshold`)."""
+    threshold: Threshold | None = None
+    compare: CompareRule | None = None
+    budget: BudgetRule | None = None
     failure_limit: Annotated[int, Field(ge=1)] = 1
     """Consecutive failing checks that roll back. Default 1."""
     modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
         default_factory=lambda: [StageMode.SHADOW, StageMode.SPLIT]
     )
-    """Stage modes this trigger judges. Default both; a reward comparison, say, needs `split`."""
+    """Stage modes this trigger judges. Default both for query triggers, split for compare and
+    budget (in shadow the candidate serves nothing, so it has no outcomes to compare)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _statistical_modes(cls, data: object) -> object:
+        if (
+            isinstance(data, dict)
+            and "modes" not in data
+            and ("compare" in data or "budget" in data)
+        ):
+            return {**data, "modes": [m.value for m in STATISTICAL_MODES]}
+        return data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RollbackTrigger:
+        kinds = [k for k in ("query", "compare", "budget") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a trigger is one of: `query` with `threshold`, `compare`, or `budget`; "
+                f"this one has {' and '.join(kinds) or 'none of them'}"
+            )
+        if (self.query is None) != (self.threshold is None):
+            raise ValueError("`query` and `threshold` go together; give both")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """`threshold`, `compare` or `budget`."""
+        if self.compare is not None:
+            return "compare"
+        return "budget" if self.budget is not None else "threshold"
+
+    @property
+    def statistical(self) -> bool:
+        """Whether the trigger spends a share of the rollout's alpha."""
+        return self.kind != "threshold"
 
     def applies_to(self, stage: Stage) -> bool:
         """Whether this trigger judges `stage` (a shadow stage has no candidate rewards)."""
@@ -244,14 +359,8 @@ class RollbackTrigger(SpecModel):
 
     @field_validator("query")
     @classmethod
-    def _known_variables(cls, query: str) -> str:
-        unknown = unknown_variables(query)
-        if unknown:
-            allowed = ", ".join("{{" + name + "}}" for name in TEMPLATE_VARIABLES)
-            raise ValueError(
-                f"unknown query variable {{{{{unknown[0]}}}}}; the variables are {allowed}"
-            )
-        return query
+    def _known_variables(cls, query: str | None) -> str | None:
+        return query if query is None else _check_template(query, per_arm=False)
 
 
 class RolloutSpecBody(SpecModel):
@@ -270,6 +379,10 @@ class RolloutSpecBody(SpecModel):
     missing_data_limit: Annotated[int, Field(ge=1)] = 5
     """Consecutive checks without evidence before escalating (or rolling back). Default 5."""
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    """False-rollback budget of the whole rollout, split evenly across statistical triggers."""
+    metrics: dict[str, ArmMetric] = Field(default_factory=dict)
+    """Per-arm metrics for statistical triggers, beyond (or replacing) the built-in ones."""
     stages: Annotated[list[Stage], Field(min_length=1)]
     rollback_triggers: list[RollbackTrigger] = Field(default_factory=list)
 
@@ -345,6 +458,29 @@ class RolloutSpecBody(SpecModel):
                     f"trigger name {trigger.name!r} is used twice; rename one",
                 )
             names.add(trigger.name)
+        known = self.known_metrics()
+        for index, trigger in enumerate(self.rollback_triggers):
+            rule = trigger.compare or trigger.budget
+            if rule is not None and rule.metric not in known:
+                yield rule_error(
+                    f"rollback_triggers[{index}].{trigger.kind}.metric",
+                    f"unknown metric {rule.metric!r}; define it in spec.metrics or use one of "
+                    f"{', '.join(known)}",
+                )
+        for index, stage in enumerate(self.stages):
+            gate = stage.advance_when
+            if gate is not None and gate.non_inferior not in known:
+                yield rule_error(
+                    f"stages[{index}].advance_when.non_inferior",
+                    f"unknown metric {gate.non_inferior!r}; define it in spec.metrics or use one "
+                    f"of {', '.join(known)}",
+                )
+            if gate is not None and stage.mode is StageMode.SHADOW:
+                yield rule_error(
+                    f"stages[{index}].advance_when",
+                    "a shadow stage has no candidate outcomes to show non-inferiority with; "
+                    "move advance_when to a split stage",
+                )
         for index, stage in enumerate(self.stages):
             if self.rollback_triggers and not self.triggers_for(stage):
                 yield rule_error(
@@ -353,6 +489,22 @@ class RolloutSpecBody(SpecModel):
                     f"{stage.name!r} could only advance on silence; add {stage.mode.value!r} to "
                     "a trigger's `modes`",
                 )
+
+    def metric(self, name: str) -> ArmMetric:
+        """The metric `name`: from spec.metrics, else built in for the monitoring type."""
+        found = self.metrics.get(name) or BUILTIN_METRICS[self.monitoring.type].get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def known_metrics(self) -> list[str]:
+        """Every metric name a trigger or gate may use."""
+        return sorted({*self.metrics, *BUILTIN_METRICS[self.monitoring.type]})
+
+    def trigger_alpha(self, trigger: RollbackTrigger) -> float:
+        """The trigger's share of the rollout's alpha (Bonferroni over statistical triggers)."""
+        statistical = sum(1 for t in self.rollback_triggers if t.statistical)
+        return self.alpha / max(1, statistical)
 
     def triggers_for(self, stage: Stage) -> list[RollbackTrigger]:
         """The triggers that judge `stage`, in spec order."""
@@ -378,3 +530,52 @@ class RolloutSpec(SpecModel):
 def workflow_id_for(target: str) -> str:
     """The workflow id of the rollout of `target`: the CLI finds a rollout by its target."""
     return f"rollout-{target}"
+
+
+# Built-in per-arm metrics: the reference gateway's counters, per monitoring type. A spec can
+# name them in statistical triggers without defining them; spec.metrics overrides or adds.
+_ARM = 'target="{{target}}",version="{{version}}"'
+
+
+def _increase(metric: str) -> str:
+    return f"sum(increase({metric}{{{_ARM}}}[{{{{stage_window}}}}]))"
+
+
+def _stats(stat: str) -> str:
+    return f"{stat} target={{{{target}}}} version={{{{version}}}} window={{{{stage_window}}}}"
+
+
+_ERRORS = f"({_increase('lockgate_decision_errors_total')} or vector(0))"
+_VIOLATIONS = f"({_increase('lockgate_guardrail_violations_total')} or vector(0))"
+_DECISIONS = _increase("lockgate_decisions_total")
+
+BUILTIN_METRICS: dict[str, dict[str, ArmMetric]] = {
+    "prometheus": {
+        "reward": ArmMetric(
+            count=_increase("lockgate_rewarded_decisions_total"),
+            total=_increase("lockgate_rewards_total"),
+            total_squares=_increase("lockgate_reward_squares_total"),
+        ),
+        # Errors per attempt: an attempt that failed counts no decision, so count both.
+        "errors": ArmMetric(
+            count=f"{_DECISIONS} + {_ERRORS}", total=_ERRORS, higher_is_better=False
+        ),
+        "guardrail_violations": ArmMetric(
+            count=_DECISIONS, total=_VIOLATIONS, higher_is_better=False
+        ),
+    },
+    "http": {
+        "reward": ArmMetric(
+            count=_stats("rewarded"),
+            total=_stats("reward_sum"),
+            total_squares=_stats("reward_squares"),
+        ),
+        "errors": ArmMetric(
+            count=_stats("attempts"), total=_stats("errors"), higher_is_better=False
+        ),
+        "guardrail_violations": ArmMetric(
+            count=_stats("decisions"), total=_stats("guardrail_violations"), higher_is_better=False
+        ),
+    },
+}
+"""Built-in metrics by monitoring type (the gateway's metric names and stats)."""

@@ -21,6 +21,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "percent": "the candidate's traffic share in the current stage, 0 in shadow",
     "stage_window": "time since the stage started, as a PromQL range such as 90s",
     "check_interval": "the spec's check interval, as a PromQL range such as 30s",
+    "version": "one arm's version, in a metric's per-arm queries (spec.metrics) only",
 }
 """Every variable a query may use, with what it stands for (shown in error messages and docs)."""
 

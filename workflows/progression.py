@@ -70,7 +70,7 @@ def assess(
                 Action.ROLLBACK, reason, failures, no_evidence_streak, verdict.trigger
             )
 
-    unclear = [v for v in check.verdicts if v.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR)]
+    unclear = [v for v in check.verdicts if _no_evidence(v)]
     if unclear:
         streak = no_evidence_streak + 1
         reason = "; ".join(f"{v.trigger}: {v.detail}" for v in unclear)
@@ -93,11 +93,18 @@ def assess(
             for v in failing
         )
         return _limit_duration(stage, elapsed, Assessment(Action.BAKE, reason, failures, 0))
+    waiting = [
+        v for v in [*check.verdicts, check.gate] if v is not None and v.outcome is not Outcome.PASS
+    ]
+    if waiting:
+        reason = "awaiting evidence: " + "; ".join(f"{v.trigger}: {v.detail}" for v in waiting)
+        return _limit_duration(stage, elapsed, Assessment(Action.BAKE, reason, failures, 0))
     if elapsed >= stage.min_duration:
+        gate = f", {check.gate.trigger} shown" if check.gate is not None else ""
         return Assessment(
             Action.ADVANCE,
             f"every trigger passed after {format_duration(elapsed)} "
-            f"(min_duration {format_duration(stage.min_duration)})",
+            f"(min_duration {format_duration(stage.min_duration)}){gate}",
             failures,
             0,
         )
@@ -107,6 +114,13 @@ def assess(
         elapsed,
         Assessment(Action.BAKE, f"every trigger passing; baking {remaining} more", failures, 0),
     )
+
+
+def _no_evidence(verdict: TriggerVerdict) -> bool:
+    """No data or a broken answer; a statistical test still deciding on real data is not that."""
+    if verdict.awaiting_evidence:
+        return False
+    return verdict.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR)
 
 
 def _count_failures(previous: dict[str, int], verdicts: list[TriggerVerdict]) -> dict[str, int]:
@@ -124,8 +138,9 @@ def _count_failures(previous: dict[str, int], verdicts: list[TriggerVerdict]) ->
 def _limit_duration(stage: Stage, elapsed: timedelta, assessment: Assessment) -> Assessment:
     if stage.max_duration is None or elapsed < stage.max_duration:
         return assessment
+    rollback = stage.on_inconclusive is MissingDataPolicy.ROLLBACK
     return Assessment(
-        Action.ESCALATE,
+        Action.ROLLBACK if rollback else Action.ESCALATE,
         f"stage {stage.name} ran {format_duration(elapsed)}, past its max_duration "
         f"{format_duration(stage.max_duration)}, without earning its gate ({assessment.reason})",
         assessment.trigger_failures,

@@ -282,10 +282,19 @@ class RolloutWorkflow:
     async def _run_checks(self, stage: Stage, number: int) -> CheckResult:
         body = self._spec.spec
         triggers = body.triggers_for(stage)
+        gate = stage.advance_when
+        metrics = {rule.metric for t in triggers if (rule := t.compare or t.budget) is not None}
+        if gate is not None:
+            metrics.add(gate.non_inferior)
         check = CheckInput(
             monitoring=body.monitoring,
             triggers=triggers,
             variables=self._template_variables(stage),
+            metrics={name: body.metric(name) for name in sorted(metrics)},
+            alphas={t.name: body.trigger_alpha(t) for t in triggers if t.statistical},
+            expected_samples=stage.expected_samples,
+            gate=gate,
+            gate_alpha=body.alpha,
         )
         try:
             result: CheckResult = await workflow.execute_activity(
@@ -303,13 +312,7 @@ class RolloutWorkflow:
             return CheckResult(
                 checked_at=workflow.now(),
                 verdicts=[
-                    TriggerVerdict(
-                        trigger=t.name,
-                        outcome=Outcome.ERROR,
-                        threshold=t.threshold,
-                        query=t.query,
-                        detail=detail,
-                    )
+                    TriggerVerdict(trigger=t.name, outcome=Outcome.ERROR, detail=detail)
                     for t in triggers
                 ],
             )

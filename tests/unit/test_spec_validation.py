@@ -139,7 +139,7 @@ REJECTED = [
     ),
     pytest.param(
         variant(drop=["spec.rollback_triggers.0.threshold"]),
-        ["spec.rollback_triggers[0].threshold: required field is missing"],
+        ["spec.rollback_triggers[0]: `query` and `threshold` go together; give both"],
         id="no-threshold",
     ),
     # Document identity.
@@ -264,9 +264,17 @@ REJECTED = [
         [
             "spec.rollback_triggers[0].query: unknown query variable {{candiate}}; the variables "
             "are {{target}}, {{incumbent}}, {{candidate}}, {{rollout}}, {{stage}}, {{percent}}, "
-            "{{stage_window}}, {{check_interval}}"
+            "{{stage_window}}, {{check_interval}}, {{version}}"
         ],
         id="unknown-template-variable",
+    ),
+    pytest.param(
+        variant({"spec.rollback_triggers.0.query": 'errors{version="{{version}}"}'}),
+        [
+            "spec.rollback_triggers[0].query: {{version}} is only for a metric's per-arm queries "
+            "(spec.metrics); use {{candidate}} or {{incumbent}} here"
+        ],
+        id="version-outside-metrics",
     ),
     # Stages.
     pytest.param(

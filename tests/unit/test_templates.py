@@ -18,6 +18,7 @@ VALUES = {
     "percent": "5",
     "stage_window": "1h30m",
     "check_interval": "30s",
+    "version": "42",
 }
 
 
@@ -83,9 +84,9 @@ def test_variables_in_finds_nothing_in_plain_text() -> None:
 
 
 def test_unknown_variables_are_the_ones_outside_the_closed_set() -> None:
-    assert unknown_variables("{{target}} {{candiate}} {{ version }} {{percent}}") == [
+    assert unknown_variables("{{target}} {{candiate}} {{ arm }} {{percent}}") == [
         "candiate",
-        "version",
+        "arm",
     ]
 
 

@@ -1,0 +1,126 @@
+"""`lockgate demo`: a whole rollout on one machine, watched live, in one command.
+
+It starts the demo stack, puts the incumbent in charge of the demo target, starts the simulated
+traffic, submits the demo spec, shows the rollout's progress until it ends with one clear line,
+and keeps the stack up for browsing the Temporal UI until Ctrl-C, which stops every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console, RenderableType
+from rich.live import Live
+
+from activities.contracts import Route, RouteMode
+from rollout_specs import RolloutSpec
+from runtime.client import connect
+from runtime.rollouts import query_status, submit_rollout
+from runtime.settings import Settings
+from runtime.stack import DemoStack, StackPorts, demo_spec
+from workflows.messages import StatusResult
+from workflows.state import TERMINAL_PHASES, Phase
+
+__all__ = ["EXPECTED_PHASE", "DemoOptions", "run_demo"]
+
+EXPECTED_PHASE = {
+    "healthy": Phase.COMPLETED,
+    "regression": Phase.ROLLED_BACK,
+    "violations": Phase.ROLLED_BACK,
+}
+"""How each scenario should end; the demo's exit code says whether it did."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the person asked for."""
+
+    scenario: str = "healthy"
+    rate: float = 100.0
+    data_dir: Path = Path(".lockgate/demo")
+    keep: bool = True
+    fast: bool = False
+    ports: StackPorts = field(default_factory=StackPorts)
+
+
+async def run_demo(
+    options: DemoOptions, console: Console, render: Callable[[StatusResult], RenderableType]
+) -> bool:
+    """Run the demo; True when the rollout ended the way the scenario should end."""
+    busy = options.ports.busy()
+    if busy:
+        raise RuntimeError(
+            f"ports {busy} are in use on 127.0.0.1; stop what listens there (an earlier demo or "
+            "`make run`?) and try again"
+        )
+    shutil.rmtree(options.data_dir, ignore_errors=True)  # the demo always starts afresh
+    stack = DemoStack(options.data_dir, options.ports)
+    try:
+        with console.status("starting Temporal, the worker, policies, gateway, Prometheus..."):
+            await stack.start(options.scenario)
+        spec = demo_spec(stack, fast=options.fast)
+        monitoring = "Prometheus " + stack.prometheus_url if stack.prometheus else "gateway stats"
+        console.print(
+            f"stack up; logs in {options.data_dir / 'logs'}; judged by {monitoring}\n"
+            f"Temporal UI: {stack.ui_url}/namespaces/default/workflows/{spec.workflow_id}",
+            highlight=False,
+        )
+        await _seed_incumbent(stack, spec)
+        await stack.start_traffic(spec.spec.target, options.scenario, rate=options.rate)
+        started = time.monotonic()
+        final = await _follow(stack, spec, console, render)
+        took = time.monotonic() - started
+        expected = final.state.phase is EXPECTED_PHASE[options.scenario]
+        console.print()  # the live view ends without a newline
+        mark = (
+            "[green]PROMOTED[/green]"
+            if final.state.phase is Phase.COMPLETED
+            else "[red]ROLLED BACK[/red]"
+        )
+        console.print(f"{mark} after {took:.0f}s: {final.state.outcome}", highlight=False)
+        if options.keep:
+            console.print(
+                f"The stack keeps running; browse {stack.ui_url}. Ctrl-C stops everything."
+            )
+            await asyncio.Event().wait()
+        return expected
+    finally:
+        with console.status("stopping every process the demo started..."):
+            stack.stop()
+
+
+async def _seed_incumbent(stack: DemoStack, spec: RolloutSpec) -> None:
+    """Before the rollout, the incumbent serves all traffic, as in production."""
+    body = spec.spec
+    route = Route(
+        rollout_id="before-the-demo", generation=1, incumbent=body.incumbent, mode=RouteMode.OFF
+    )
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        response = await client.put(
+            f"{stack.gateway_url}/v1/targets/{body.target}/route",
+            json=route.model_dump(mode="json"),
+        )
+        response.raise_for_status()
+
+
+async def _follow(
+    stack: DemoStack,
+    spec: RolloutSpec,
+    console: Console,
+    render: Callable[[StatusResult], RenderableType],
+) -> StatusResult:
+    client = await connect(Settings(temporal_address=stack.temporal_address))
+    await submit_rollout(client, spec, submitted_by="demo", task_queue="lockgate")
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        while True:
+            status = await query_status(client, spec.spec.target)
+            live.update(render(status), refresh=True)
+            if status.state.phase in TERMINAL_PHASES:
+                return status
+            await asyncio.sleep(1.0)

@@ -1,0 +1,226 @@
+"""The demo stack: every service a rollout needs, on one machine, as real processes.
+
+The worker (with its embedded Temporal server), two policy servers, the reference gateway,
+Prometheus when its binary is on PATH, and the simulated world driving traffic. `lockgate demo`
+runs it for a person; the end-to-end tests run it on free ports. Stopping it stops every process
+it started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+from rollout_specs import RolloutSpec, load_spec, parse_spec
+from runtime.processes import ManagedProcess, free_port, port_open
+from simulator.scenarios import scenario as scenario_named
+
+__all__ = ["DemoStack", "StackPorts", "demo_spec"]
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "rollout_specs" / "examples"
+ARTIFACTS = ROOT / "simulator" / "artifacts"
+
+PROMETHEUS_CONFIG = """\
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: gateway
+    static_configs: [{{targets: ["127.0.0.1:{gateway}"]}}]
+  - job_name: lockgate-worker
+    static_configs: [{{targets: ["127.0.0.1:{worker_metrics}"]}}]
+"""
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    """Every port the stack listens on, all on 127.0.0.1."""
+
+    temporal: int = 7233
+    ui: int = 8233
+    gateway: int = 8080
+    incumbent: int = 8101
+    candidate: int = 8102
+    prometheus: int = 9090
+    worker_metrics: int = 9464
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Ports nothing listens on now (tests run stacks side by side with a developer's)."""
+        return cls(*(free_port() for _ in range(7)))
+
+    def busy(self) -> list[int]:
+        """The ports already taken, so the demo can say which instead of failing obscurely."""
+        return [port for port in vars(self).values() if port_open(port)]
+
+
+@dataclass
+class DemoStack:
+    """The processes of one demo, started in dependency order and stopped in reverse."""
+
+    data_dir: Path
+    ports: StackPorts = field(default_factory=StackPorts)
+    prometheus: bool | None = None
+    """Run Prometheus: None means when the binary is on PATH."""
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.prometheus is None:
+            self.prometheus = shutil.which("prometheus") is not None
+
+    @property
+    def gateway_url(self) -> str:
+        """Where the gateway (the router of the demo) listens."""
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def prometheus_url(self) -> str:
+        """Where Prometheus answers queries."""
+        return f"http://127.0.0.1:{self.ports.prometheus}"
+
+    @property
+    def temporal_address(self) -> str:
+        """The embedded Temporal server's gRPC address."""
+        return f"127.0.0.1:{self.ports.temporal}"
+
+    @property
+    def ui_url(self) -> str:
+        """The Temporal UI."""
+        return f"http://127.0.0.1:{self.ports.ui}"
+
+    async def start(self, scenario: str = "healthy") -> None:
+        """Start everything but the traffic; `start_traffic` follows once a spec is chosen."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self._start_worker()
+        await self._start_policy("incumbent", "incumbent.json", self.ports.incumbent)
+        await self._start_candidate(scenario)
+        await self._start_gateway()
+        if self.prometheus:
+            await self._start_prometheus()
+
+    async def start_traffic(
+        self, target: str, scenario: str, *, rate: float = 100.0, seed: int = 7
+    ) -> ManagedProcess:
+        """Start the simulated world sending decisions and rewards for `target`."""
+        command = [
+            sys.executable, "-m", "simulator", "run",
+            "--gateway", self.gateway_url, "--target", target, "--scenario", scenario,
+            "--rate", f"{rate:g}", "--seed", str(seed),
+        ]  # fmt: skip
+        return self._spawn(f"simulator-{target}", command).start()
+
+    async def restart_candidate(self, scenario: str) -> None:
+        """Serve the candidate policy of another scenario (e2e tests switch between them)."""
+        for process in [p for p in self.processes if p.name == "candidate"]:
+            process.stop()
+            self.processes.remove(process)
+        await self._start_candidate(scenario)
+
+    async def _start_candidate(self, scenario: str) -> None:
+        artifact = scenario_named(scenario).candidate_artifact
+        await self._start_policy("candidate", artifact, self.ports.candidate)
+
+    def stop(self) -> None:
+        """Stop every process, last started first."""
+        while self.processes:
+            self.processes.pop().stop()
+
+    # ----------------------------------------------------------------------------- services
+
+    def _spawn(
+        self, name: str, command: list[str], env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        process = ManagedProcess(
+            name, command, self.data_dir / "logs" / f"{name}.log", env=env, cwd=ROOT
+        )
+        self.processes.append(process)
+        return process
+
+    async def _start_worker(self) -> None:
+        env = {
+            "LOCKGATE_DATA_DIR": str(self.data_dir),
+            "LOCKGATE_TEMPORAL_PORT": str(self.ports.temporal),
+            "LOCKGATE_UI_PORT": str(self.ports.ui),
+            "LOCKGATE_METRICS_ADDRESS": f"127.0.0.1:{self.ports.worker_metrics}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        worker = self._spawn("worker", [sys.executable, "worker.py"], env)
+        worker.env.pop("TEMPORAL_ADDRESS", None)
+        worker.start()
+
+        async def polling() -> bool:
+            return "polling task queue" in worker.output()
+
+        await worker.wait_ready(polling, within=90)
+
+    async def _start_policy(self, name: str, artifact: str, port: int) -> None:
+        command = [
+            sys.executable, "-m", "gateway.policy_server",
+            "--policy", str(ARTIFACTS / artifact), "--port", str(port),
+        ]  # fmt: skip
+        process = self._spawn(name, command).start()
+        await process.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"))
+
+    async def _start_gateway(self) -> None:
+        command = [
+            sys.executable, "-m", "gateway",
+            "--port", str(self.ports.gateway), "--state-file", str(self.data_dir / "routes.json"),
+        ]  # fmt: skip
+        process = self._spawn("gateway", command).start()
+        await process.wait_ready(lambda: _http_ok(f"{self.gateway_url}/healthz"))
+
+    async def _start_prometheus(self) -> None:
+        config = self.data_dir / "prometheus.yml"
+        config.write_text(
+            PROMETHEUS_CONFIG.format(
+                gateway=self.ports.gateway, worker_metrics=self.ports.worker_metrics
+            ),
+            encoding="utf-8",
+        )
+        command = [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.data_dir / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
+            "--log.level=warn",
+        ]
+        process = self._spawn("prometheus", command).start()
+        await process.wait_ready(lambda: _http_ok(f"{self.prometheus_url}/-/ready"))
+
+
+async def _http_ok(url: str) -> bool:
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        try:
+            return (await client.get(url)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def demo_spec(stack: DemoStack, *, target: str | None = None, fast: bool = False) -> RolloutSpec:
+    """The demo spec for this stack's ports: Prometheus-judged, or the gateway's JSON stats.
+
+    `fast` shortens the bakes for end-to-end tests; the spec's rules stay the same.
+    """
+    name = "demo.yaml" if stack.prometheus else "demo-http-monitoring.yaml"
+    spec = load_spec(EXAMPLES / name)
+    document = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    body = document["spec"]
+    body["router"]["url"] = stack.gateway_url
+    body["incumbent"]["uri"] = f"http://127.0.0.1:{stack.ports.incumbent}"
+    body["candidate"]["uri"] = f"http://127.0.0.1:{stack.ports.candidate}"
+    if stack.prometheus:
+        body["monitoring"]["url"] = stack.prometheus_url
+    else:
+        body["monitoring"]["url"] = f"{stack.gateway_url}/v1/stats"
+    if target is not None:
+        body["target"] = target
+        document["metadata"]["name"] = f"{target}-v{body['candidate']['version']}"
+    if fast:
+        body["check_interval"] = "2s"
+        for stage in body["stages"]:
+            stage["min_duration"] = "6s"
+    return parse_spec(yaml.safe_load(yaml.safe_dump(document)), f"{name} (for this stack)")
