@@ -307,7 +307,7 @@ def demo(
     scenario: Annotated[
         str, typer.Option(help="healthy (promoted), regression or violations (rolled back).")
     ] = "healthy",
-    rate: Annotated[float, typer.Option(help="Simulated decisions per second.")] = 100.0,
+    rate: Annotated[float, typer.Option(help="Simulated decisions per second.")] = 200.0,
     keep: Annotated[bool, typer.Option(help="Keep the stack up after the rollout ends.")] = True,
     fast: Annotated[bool, typer.Option(help="Short bakes (seconds), for a quick look.")] = False,
 ) -> None:

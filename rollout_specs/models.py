@@ -354,7 +354,13 @@ class RollbackTrigger(SpecModel):
         return self.kind != "threshold"
 
     def applies_to(self, stage: Stage) -> bool:
-        """Whether this trigger judges `stage` (a shadow stage has no candidate rewards)."""
+        """Whether this trigger judges `stage`.
+
+        A shadow stage has no candidate outcomes, and a statistical trigger compares two arms:
+        at 100% with no scope there is no incumbent traffic left to compare with.
+        """
+        if self.statistical and stage.percent == 100 and not stage.scope:
+            return False
         return stage.mode in self.modes
 
     @field_validator("query")
@@ -571,7 +577,7 @@ BUILTIN_METRICS: dict[str, dict[str, ArmMetric]] = {
             total_squares=_stats("reward_squares"),
         ),
         "errors": ArmMetric(
-            count=_stats("attempts"), total=_stats("errors"), higher_is_better=False
+            count=_stats("decisions"), total=_stats("errors"), higher_is_better=False
         ),
         "guardrail_violations": ArmMetric(
             count=_stats("decisions"), total=_stats("guardrail_violations"), higher_is_better=False

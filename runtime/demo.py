@@ -42,7 +42,7 @@ class DemoOptions:
     """What the person asked for."""
 
     scenario: str = "healthy"
-    rate: float = 100.0
+    rate: float = 200.0
     data_dir: Path = Path(".lockgate/demo")
     keep: bool = True
     fast: bool = False

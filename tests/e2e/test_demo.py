@@ -16,11 +16,17 @@ from runtime.stack import StackPorts
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(420)
 async def test_the_demo_promotes_a_healthy_candidate_and_stops_everything(tmp_path: Path) -> None:
     ports = StackPorts.free()
     screen = io.StringIO()
     options = DemoOptions(
-        scenario="healthy", data_dir=tmp_path / "demo", keep=False, fast=True, ports=ports
+        scenario="healthy",
+        rate=200.0,
+        data_dir=tmp_path / "demo",
+        keep=False,
+        fast=True,
+        ports=ports,
     )
 
     as_expected = await run_demo(options, Console(file=screen, width=120), render_status)

@@ -26,6 +26,7 @@ from runtime.settings import Settings
 from runtime.stack import DemoStack, StackPorts, demo_spec
 from simulator.world import World
 from tests.helpers.waiting import wait_until
+from workflows.messages import StatusResult
 from workflows.state import Phase
 
 pytestmark = pytest.mark.e2e
@@ -100,6 +101,7 @@ def _stop_traffic(traffic: list[ManagedProcess]) -> Iterator[None]:
         process.stop()
 
 
+@pytest.mark.timeout(420)
 async def test_a_healthy_candidate_is_promoted_and_then_serves_everyone(
     stack: DemoStack, client: Client, traffic: list[ManagedProcess]
 ) -> None:
@@ -112,26 +114,25 @@ async def test_a_healthy_candidate_is_promoted_and_then_serves_everyone(
     assert await _decide(stack, spec.spec.target) == {"42"}
 
 
-@pytest.mark.parametrize(
-    ("scenario", "trigger"), [("regression", "mean-reward"), ("violations", "guardrail-violations")]
-)
-async def test_an_injected_fault_rolls_back_and_the_incumbent_serves_everyone(
-    stack: DemoStack,
-    client: Client,
-    traffic: list[ManagedProcess],
-    scenario: str,
-    trigger: str,
+async def _route_reset(stack: DemoStack, target: str) -> float | None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        route = (await http.get(f"{stack.gateway_url}/v1/targets/{target}/route")).json()
+    return time.monotonic() if route["mode"] == "off" else None
+
+
+async def test_guardrail_violations_roll_back_soon_after_prometheus_sees_them(
+    stack: DemoStack, client: Client, traffic: list[ManagedProcess]
 ) -> None:
-    spec = await _run(stack, client, scenario, traffic)
+    spec = await _run(stack, client, "violations", traffic)
     target = spec.spec.target
-    watched = next(t for t in spec.spec.rollback_triggers if t.name == trigger)
+    watched = next(t for t in spec.spec.rollback_triggers if t.name == "guardrail-violations")
+    assert watched.query is not None
+    assert watched.threshold is not None
+    threshold = watched.threshold
 
     async def breach_visible() -> float | None:
         status = await query_status(client, target)
-        if status.state.rollback is not None:  # the check saw it first: count from now
-            return time.monotonic()
-        stage = spec.spec.stages[status.state.stage_index]
-        if not status.state.stage_routed or not watched.applies_to(stage):
+        if not status.state.stage_routed:
             return None
         elapsed = datetime.now(UTC) - status.state.stages[-1].started_at
         variables = {
@@ -141,29 +142,57 @@ async def test_an_injected_fault_rolls_back_and_the_incumbent_serves_everyone(
             "stage_window": f"{max(2, round(elapsed.total_seconds()))}s",
             "check_interval": "2s",
         }
-        value = await _prometheus_value(stack, render(watched.query, variables))
-        bounds = watched.threshold
-        if value is None or breach(value, bounds.above, bounds.below) is None:
+        value = await _prometheus_value(stack, render(str(watched.query), variables))
+        if value is None or breach(value, threshold.above, threshold.below) is None:
             return None
         return time.monotonic()
 
     visible_at = await wait_until(
         breach_visible, timeout=120, interval=0.2, what="the breach in Prometheus"
     )
+    reset_at = await wait_until(
+        lambda: _route_reset(stack, target), timeout=60, interval=0.1, what="the route reset"
+    )
+    await _assert_rolled_back(stack, client, spec, "trigger:guardrail-violations")
+    print(
+        f"\nviolations: breach visible in Prometheus -> route reset: {reset_at - visible_at:.2f}s"
+    )
 
-    async def route_reset() -> float | None:
-        async with httpx.AsyncClient(timeout=5) as http:
-            route = (await http.get(f"{stack.gateway_url}/v1/targets/{target}/route")).json()
-        return time.monotonic() if route["mode"] == "off" else None
 
-    reset_at = await wait_until(route_reset, timeout=60, interval=0.1, what="the route reset")
+@pytest.mark.timeout(300)
+async def test_a_reward_regression_is_rolled_back_by_the_sequential_test(
+    stack: DemoStack, client: Client, traffic: list[ManagedProcess]
+) -> None:
+    spec = await _run(stack, client, "regression", traffic)
+    target = spec.spec.target
+
+    async def candidate_serving() -> float | None:
+        status = await query_status(client, target)
+        serving = status.state.stage_routed and status.state.stage_index >= 1
+        return time.monotonic() if serving else None
+
+    harm_from = await wait_until(candidate_serving, timeout=60, what="the candidate serving")
+    reset_at = await wait_until(
+        lambda: _route_reset(stack, target), timeout=180, interval=0.1, what="the route reset"
+    )
+    status = await _assert_rolled_back(stack, client, spec, "trigger:reward-regression")
+    verdict = next(v for v in status.state.last_check.verdicts if v.trigger == "reward-regression")  # type: ignore[union-attr]
+    assert verdict.evidence is not None
+    assert verdict.evidence.upper is not None
+    assert verdict.evidence.upper < -0.05, "a drop beyond max_drop was established"
+    print(
+        f"\nregression: candidate serving -> route reset: {reset_at - harm_from:.2f}s "
+        f"(n candidate {verdict.evidence.n_candidate}; {verdict.detail})"
+    )
+
+
+async def _assert_rolled_back(
+    stack: DemoStack, client: Client, spec: RolloutSpec, actor: str
+) -> StatusResult:
     result = await client.get_workflow_handle(spec.workflow_id).result()
     assert result["phase"] == Phase.ROLLED_BACK.value
-    status = await query_status(client, target)
+    status = await query_status(client, spec.spec.target)
     assert status.state.rollback is not None
-    assert status.state.rollback.actor == f"trigger:{trigger}"
-    assert await _decide(stack, target) == {"41"}
-    print(
-        f"\n{scenario}: breach visible in Prometheus -> route reset on the gateway: "
-        f"{reset_at - visible_at:.2f}s ({status.state.rollback.reason})"
-    )
+    assert status.state.rollback.actor == actor
+    assert await _decide(stack, spec.spec.target) == {"41"}, "only the incumbent serves"
+    return status
