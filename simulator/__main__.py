@@ -1,0 +1,125 @@
+r"""`python -m simulator run|make-artifacts|write-log|values`: the simulated world's commands.
+
+    python -m simulator run --gateway http://127.0.0.1:8080 --target offers --scenario healthy \
+        [--rate 50] [--duration SECONDS] [--seed 7] [--regression-fraction 0.3] [--region R]
+    python -m simulator make-artifacts [--out simulator/artifacts]
+    python -m simulator write-log --out logs/offers.jsonl --rows 10000 --seed 1 [--epsilon 0.1]
+    python -m simulator values [--scenario healthy]
+
+`run` drives traffic until `--duration` passes, or until SIGINT/SIGTERM without one, and prints
+a one-line summary when it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from simulator.artifacts import ARTIFACTS_DIR, write_artifacts
+from simulator.driver import DriveConfig, Driver
+from simulator.offline_log import DEFAULT_EPSILON, write_log
+from simulator.scenarios import DEFAULT_REGRESSION_FRACTION, SCENARIOS, scenario
+from simulator.world import REGIONS
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = DriveConfig(
+        gateway=args.gateway,
+        target=args.target,
+        scenario=scenario(
+            args.scenario, regression_fraction=args.regression_fraction, region=args.region
+        ),
+        rate=args.rate,
+        duration=args.duration,
+        seed=args.seed,
+        units=args.units,
+        concurrency=args.concurrency,
+        reward_delay=args.reward_delay,
+    )
+    driver = Driver(config)
+
+    async def main() -> None:
+        task = asyncio.create_task(driver.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    print(f"simulator {args.scenario} -> {args.target}: {driver.report.summary()}", flush=True)
+    return 0
+
+
+def _values(args: argparse.Namespace) -> int:
+    names = SCENARIOS if args.scenario is None else (args.scenario,)
+    for name in names:
+        values = scenario(name).arm_values()
+        print(
+            f"{name}: incumbent {values.incumbent:.4f}, candidate arm {values.candidate:.4f} "
+            f"(blocked picks {values.blocked_share:.1%})"
+        )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="send decisions and rewards to a gateway")
+    run.add_argument("--gateway", required=True, help="base URL, e.g. http://127.0.0.1:8080")
+    run.add_argument("--target", required=True, help="the target decisions are asked for")
+    run.add_argument("--scenario", choices=SCENARIOS, default="healthy")
+    run.add_argument("--rate", type=float, default=50.0, help="visits per second (default 50)")
+    run.add_argument("--duration", type=float, default=None, help="seconds; default until stopped")
+    run.add_argument("--seed", type=int, default=7)
+    run.add_argument("--regression-fraction", type=float, default=DEFAULT_REGRESSION_FRACTION)
+    run.add_argument("--region", choices=list(REGIONS), default=None, help="limit the regression")
+    run.add_argument("--units", type=int, default=5000, help="sticky unit pool size")
+    run.add_argument("--concurrency", type=int, default=64, help="most requests in flight")
+    run.add_argument("--reward-delay", type=float, default=0.0, help="seconds before feedback")
+
+    make = commands.add_parser("make-artifacts", help="write the demo's policy artifacts")
+    make.add_argument("--out", type=Path, default=ARTIFACTS_DIR)
+
+    log = commands.add_parser("write-log", help="write an exploring incumbent's offline log")
+    log.add_argument("--out", type=Path, required=True, help="JSON Lines file to write")
+    log.add_argument("--rows", type=int, required=True)
+    log.add_argument("--seed", type=int, required=True)
+    log.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help="exploration share")
+
+    values = commands.add_parser("values", help="print the true value of each scenario's arms")
+    values.add_argument("--scenario", choices=SCENARIOS, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return the process exit code (2 for bad arguments)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "make-artifacts":
+            for path in write_artifacts(args.out):
+                print(path)
+            return 0
+        if args.command == "write-log":
+            summary = write_log(args.out, args.rows, args.seed, args.epsilon)
+            print(f"{summary.path}: {summary.rows} rows, mean reward {summary.mean_reward:.4f}")
+            return 0
+        return _values(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
