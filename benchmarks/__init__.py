@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print a table and a ratio against a named baseline."""

@@ -1,0 +1,10 @@
+"""lockgate's reference policy gateway: a real HTTP router in front of policy servers.
+
+It implements the router contract (docs/router-contract.md) that lockgate drives, serves each
+decision from the incumbent or the candidate policy server as the route says, enforces the
+route's guardrails, takes late reward feedback, and exposes the metrics lockgate's example specs
+query (docs/monitoring.md): Prometheus text on `/metrics`, one-number JSON on `/v1/stats`.
+
+Run it with `python -m gateway --port 8080`; serve a policy artifact with
+`python -m gateway.policy_server --policy FILE --port 8101`.
+"""

@@ -1,0 +1,153 @@
+"""How one decision is served under a route: the modes, the guardrails and the fallbacks.
+
+- `off`: the incumbent serves.
+- `shadow`: both policies are asked at once; the incumbent's action is served, the candidate's
+  is recorded (decision, agreement, would-be guardrail violation) and never served.
+- `split`: the unit's sticky arm serves (gateway.assignment).
+
+Guardrails: when the candidate picks a blocked action, the incumbent is asked and its action is
+served instead; the violation is counted and named in the answer. The decision stays the
+candidate's (arm and version; counted with the action actually served), so the candidate arm
+is judged as it will really run, with its guardrails (intention to treat): moving its blocked
+decisions to the incumbent would flatter the candidate's reward and hide how often it is
+overruled.
+
+Failures: a candidate that gives no action is counted as a candidate error and the incumbent
+serves (the unit is not punished for the rollout); an incumbent that gives no action is counted
+and raises `IncumbentUnavailableError` (HTTP 502), since there is nothing safe left to serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from activities.contracts import Route, RouteMode
+from gateway.assignment import Arm, assign
+from gateway.metrics import GatewayMetrics
+from gateway.policy_client import PolicyClient, PolicyError
+from rollout_specs import PolicyVersion
+
+__all__ = ["Decider", "Decision", "IncumbentUnavailableError"]
+
+
+class IncumbentUnavailableError(Exception):
+    """The incumbent policy gave no action, so the decision cannot be served."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One served decision, as the decide endpoint answers it.
+
+    `guardrail` is the blocked action the candidate picked in this decision, if any (served in
+    split, would-be in shadow); `shadow_action` is the candidate's action in shadow mode.
+    """
+
+    action: str
+    arm: Arm
+    version: str
+    mode: RouteMode
+    shadow_action: str | None = None
+    guardrail: str | None = None
+
+
+class Decider:
+    """Serves decisions for routes, recording every event in the gateway's metrics."""
+
+    def __init__(self, policies: PolicyClient, metrics: GatewayMetrics) -> None:
+        self._policies = policies
+        self._metrics = metrics
+
+    async def decide(
+        self,
+        target: str,
+        route: Route,
+        unit_id: str,
+        context: Mapping[str, float],
+        attributes: Mapping[str, str],
+    ) -> Decision:
+        """Serve one decision for `unit_id` as `route` says.
+
+        Raises:
+            IncumbentUnavailableError: The incumbent was needed and gave no action.
+        """
+        candidate = route.candidate
+        if candidate is None or route.mode is RouteMode.OFF:
+            return await self._incumbent(target, route, context)
+        if route.mode is RouteMode.SHADOW:
+            return await self._shadow(target, route, candidate, context)
+        arm = assign(route.rollout_id, unit_id, route.percent, route.scope, attributes)
+        if arm is Arm.CANDIDATE:
+            decision = await self._candidate(target, route, candidate, context)
+            if decision is not None:
+                return decision
+        return await self._incumbent(target, route, context)
+
+    async def _ask_incumbent(self, target: str, route: Route, context: Mapping[str, float]) -> str:
+        try:
+            return await self._policies.act(route.incumbent, context)
+        except PolicyError as exc:
+            self._metrics.error(target, Arm.INCUMBENT, route.incumbent.version)
+            raise IncumbentUnavailableError(
+                f"incumbent {route.incumbent.version} gave no action: {exc}"
+            ) from exc
+
+    async def _incumbent(self, target: str, route: Route, context: Mapping[str, float]) -> Decision:
+        action = await self._ask_incumbent(target, route, context)
+        version = route.incumbent.version
+        self._metrics.decision(target, Arm.INCUMBENT, version, route.mode, action)
+        return Decision(action, Arm.INCUMBENT, version, route.mode)
+
+    async def _candidate(
+        self, target: str, route: Route, candidate: PolicyVersion, context: Mapping[str, float]
+    ) -> Decision | None:
+        """The candidate's decision (guarded), or None when it failed and the incumbent serves."""
+        version = candidate.version
+        try:
+            action = await self._policies.act(candidate, context)
+        except PolicyError:
+            self._metrics.error(target, Arm.CANDIDATE, version)
+            return None
+        blocked = None
+        if action in route.guardrails.blocked_actions:
+            blocked = action
+            self._metrics.violation(target, Arm.CANDIDATE, version, action)
+            action = await self._ask_incumbent(target, route, context)
+        self._metrics.decision(target, Arm.CANDIDATE, version, route.mode, action)
+        return Decision(action, Arm.CANDIDATE, version, route.mode, guardrail=blocked)
+
+    async def _shadow(
+        self, target: str, route: Route, candidate: PolicyVersion, context: Mapping[str, float]
+    ) -> Decision:
+        served, answer = await asyncio.gather(
+            self._incumbent(target, route, context),
+            self._policies.act(candidate, context),
+            return_exceptions=True,
+        )
+        version = candidate.version
+        mirrored: str | None = None
+        if isinstance(answer, PolicyError):
+            self._metrics.error(target, Arm.CANDIDATE, version)
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            mirrored = answer
+        if isinstance(served, BaseException):
+            raise served
+        if mirrored is None:
+            return served
+        self._metrics.decision(target, Arm.CANDIDATE, version, RouteMode.SHADOW, mirrored)
+        self._metrics.agreement(target, mirrored == served.action)
+        blocked = None
+        if mirrored in route.guardrails.blocked_actions:
+            blocked = mirrored
+            self._metrics.violation(target, Arm.CANDIDATE, version, mirrored)
+        return Decision(
+            served.action,
+            Arm.INCUMBENT,
+            served.version,
+            RouteMode.SHADOW,
+            shadow_action=mirrored,
+            guardrail=blocked,
+        )

@@ -1,0 +1,128 @@
+"""The gateway's metrics: the names of DESIGN section 4, for Prometheus and for `/v1/stats`.
+
+Every event is recorded twice, once in prometheus-client counters on the gateway's own
+`CollectorRegistry` (so two gateways in one process, as in tests, never share or collide) and
+once in the windowed stats that answer the `http` monitoring provider.
+
+    lockgate_decisions_total{target,arm,version,mode,action}
+    lockgate_rewards_total{target,arm,version}
+    lockgate_reward_squares_total{target,arm,version}
+    lockgate_rewarded_decisions_total{target,arm,version}
+    lockgate_guardrail_violations_total{target,arm,version,guardrail}
+    lockgate_decision_errors_total{target,arm,version}
+    lockgate_decision_latency_seconds{target,arm}        (histogram)
+    lockgate_shadow_agreements_total{target,agree}       (agree: "true" | "false")
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from gateway.stats import DEFAULT_RETENTION, WindowedStats
+
+__all__ = ["LATENCY_BUCKETS", "GatewayMetrics"]
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"),
+)  # fmt: skip
+"""Seconds; a decision is one or two loopback round trips, so the interesting range is 0.5-50ms."""
+
+_ARM = ("target", "arm", "version")
+
+
+class GatewayMetrics:
+    """Records what the gateway does, as Prometheus series and as windowed stats.
+
+    Label children are cached per label tuple: the decide path records several events per
+    request and `labels()` is a locked lookup each time.
+    """
+
+    def __init__(self, stats_retention: float = DEFAULT_RETENTION) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.stats = WindowedStats(retention=stats_retention)
+        registry = self.registry
+        self._decisions = Counter(
+            "lockgate_decisions", "Decisions taken, by the arm and policy version that took them "
+            "(mode=shadow: the candidate's mirrored decision, never served).",
+            [*_ARM, "mode", "action"], registry=registry,
+        )  # fmt: skip
+        self._rewards = Counter(
+            "lockgate_rewards", "Sum of the rewards of rewarded decisions.", _ARM,
+            registry=registry,
+        )  # fmt: skip
+        self._reward_squares = Counter(
+            "lockgate_reward_squares", "Sum of the squared rewards (for variances).", _ARM,
+            registry=registry,
+        )  # fmt: skip
+        self._rewarded = Counter(
+            "lockgate_rewarded_decisions", "Decisions whose reward arrived.", _ARM,
+            registry=registry,
+        )  # fmt: skip
+        self._violations = Counter(
+            "lockgate_guardrail_violations", "Blocked actions a policy picked; the incumbent's "
+            "action was served instead (or, in shadow, nothing of the candidate's was).",
+            [*_ARM, "guardrail"], registry=registry,
+        )  # fmt: skip
+        self._errors = Counter(
+            "lockgate_decision_errors", "Policy calls that gave no action (down, timeout, bad "
+            "answer).", _ARM, registry=registry,
+        )  # fmt: skip
+        self._latency = Histogram(
+            "lockgate_decision_latency_seconds", "Time to answer a decide request, by the arm "
+            "that served it.", ["target", "arm"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self._agreements = Counter(
+            "lockgate_shadow_agreements", "Shadow decisions where the candidate picked the "
+            "incumbent's action (agree=true) or not.", ["target", "agree"], registry=registry,
+        )  # fmt: skip
+        self._counters: dict[tuple[int, tuple[str, ...]], Counter] = {}
+        self._histograms: dict[tuple[str, str], Histogram] = {}
+
+    def _counter(self, family: Counter, labels: tuple[str, ...]) -> Counter:
+        key = (id(family), labels)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = family.labels(*labels)
+        return child
+
+    def decision(self, target: str, arm: str, version: str, mode: str, action: str) -> None:
+        """A policy version took a decision (served it, or in shadow would have)."""
+        self._counter(self._decisions, (target, arm, version, mode, action)).inc()
+        self.stats.decision(target, version)
+
+    def error(self, target: str, arm: str, version: str) -> None:
+        """A policy version failed to give an action."""
+        self._counter(self._errors, (target, arm, version)).inc()
+        self.stats.error(target, version)
+
+    def violation(self, target: str, arm: str, version: str, guardrail: str) -> None:
+        """A policy version picked `guardrail`, an action the route blocks."""
+        self._counter(self._violations, (target, arm, version, guardrail)).inc()
+        self.stats.violation(target, version)
+
+    def agreement(self, target: str, agree: bool) -> None:
+        """In shadow, whether the candidate picked the action the incumbent served."""
+        self._counter(self._agreements, (target, "true" if agree else "false")).inc()
+
+    def reward(self, target: str, arm: str, version: str, reward: float) -> None:
+        """A decision's reward arrived; it belongs to the arm and version that served it.
+
+        Prometheus counters never decrease (a decrease reads as a restart), so rewards must be
+        non-negative; the HTTP layer refuses negative ones before they get here.
+        """
+        labels = (target, arm, version)
+        self._counter(self._rewards, labels).inc(reward)
+        self._counter(self._reward_squares, labels).inc(reward * reward)
+        self._counter(self._rewarded, labels).inc()
+        self.stats.reward(target, version, reward)
+
+    def latency(self, target: str, arm: str, seconds: float) -> None:
+        """How long a decide request took, by the arm that served it."""
+        child = self._histograms.get((target, arm))
+        if child is None:
+            child = self._histograms[(target, arm)] = self._latency.labels(target, arm)
+        child.observe(seconds)
+
+    def exposition(self) -> bytes:
+        """Every series in Prometheus' text format."""
+        return generate_latest(self.registry)

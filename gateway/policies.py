@@ -1,0 +1,197 @@
+"""Policy artifacts and the linear softmax policy they describe.
+
+An artifact is a small JSON file, so the demo and the tests can ship real, different policy
+versions without a model registry:
+
+    {"name": "offers", "version": "42", "actions": ["none", "discount_10"],
+     "features": ["recency", "basket"], "weights": [[0.1, 0.0], [0.5, -0.2]],
+     "bias": [0.0, 0.1], "temperature": 1.0}
+
+The probability of action `a` in context `x` is softmax((W x + b) / T)[a]: one weight row and one
+bias per action, one weight per feature. The artifact is validated when loaded so that a wrong
+shape fails at start-up with the field named, never on the first request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.validation import describe
+
+__all__ = [
+    "ArtifactError",
+    "ContextError",
+    "LinearSoftmaxPolicy",
+    "PolicyArtifact",
+    "load_policy",
+]
+
+_Name = Annotated[str, Field(min_length=1)]
+
+
+class ArtifactError(ValueError):
+    """A policy artifact file cannot be read or does not describe a valid policy."""
+
+
+class ContextError(ValueError):
+    """A decision context cannot be fed to the policy (a missing or non-numeric feature)."""
+
+
+class PolicyArtifact(BaseModel):
+    """The artifact's JSON document, checked for consistent shapes.
+
+    `temperature` defaults to 1 (plain softmax); lower is greedier, higher more exploratory.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: _Name
+    version: _Name
+    actions: Annotated[list[_Name], Field(min_length=1)]
+    features: list[_Name]
+    weights: list[list[float]]
+    bias: list[float]
+    temperature: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> PolicyArtifact:
+        _require_unique("actions", self.actions)
+        _require_unique("features", self.features)
+        actions, features = len(self.actions), len(self.features)
+        if len(self.weights) != actions:
+            raise ValueError(
+                f"weights has {len(self.weights)} rows but there are {actions} actions; "
+                "write one row of weights per action, in the order of `actions`"
+            )
+        for index, row in enumerate(self.weights):
+            if len(row) != features:
+                raise ValueError(
+                    f"weights[{index}] (action {self.actions[index]!r}) has {len(row)} values "
+                    f"but there are {features} features; write one weight per feature"
+                )
+        if len(self.bias) != actions:
+            raise ValueError(
+                f"bias has {len(self.bias)} values but there are {actions} actions; "
+                "write one bias per action"
+            )
+        numbers = [*self.bias, *(w for row in self.weights for w in row)]
+        if not all(math.isfinite(n) for n in numbers):
+            raise ValueError("weights and bias must be finite numbers (no NaN or infinity)")
+        return self
+
+
+def _require_unique(field: str, names: list[str]) -> None:
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise ValueError(f"{field} must be unique; repeated: {', '.join(repeated)}")
+
+
+class LinearSoftmaxPolicy:
+    """A stochastic policy: softmax((W x + b) / T) over the artifact's actions.
+
+    Stochastic on purpose: logged probabilities make off-policy evaluation possible, and two
+    versions that disagree only sometimes make shadow agreement a meaningful number.
+    """
+
+    def __init__(self, artifact: PolicyArtifact) -> None:
+        self.artifact = artifact
+        self._features = tuple(artifact.features)
+        self._actions = tuple(artifact.actions)
+        shape = (len(artifact.actions), len(artifact.features))
+        self._weights = np.asarray(artifact.weights, dtype=np.float64).reshape(shape)
+        self._bias = np.asarray(artifact.bias, dtype=np.float64)
+        self._inverse_temperature = 1.0 / artifact.temperature
+
+    @property
+    def version(self) -> str:
+        """The version label routes and metrics know this policy by."""
+        return self.artifact.version
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """Every action the policy can take, in artifact order."""
+        return self._actions
+
+    def feature_vector(self, context: Mapping[str, object]) -> npt.NDArray[np.float64]:
+        """The artifact's features read from a context; keys it does not use are ignored.
+
+        Raises:
+            ContextError: A feature is missing or is not a finite number; the message names it.
+        """
+        missing = [name for name in self._features if name not in context]
+        if missing:
+            raise ContextError(
+                f"the context lacks feature(s) {', '.join(missing)}; policy "
+                f"{self.artifact.name} {self.version} needs {', '.join(self._features)}"
+            )
+        values = []
+        for name in self._features:
+            value = context[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ContextError(f"feature {name} must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise ContextError(f"feature {name} must be finite, not {value!r}")
+            values.append(float(value))
+        return np.asarray(values, dtype=np.float64)
+
+    def probabilities(self, context: Mapping[str, object]) -> npt.NDArray[np.float64]:
+        """The probability of each action (artifact order) in this context; they sum to 1.
+
+        Raises:
+            ContextError: The context cannot be fed to the policy.
+        """
+        logits = (self._weights @ self.feature_vector(context) + self._bias) * (
+            self._inverse_temperature
+        )
+        exponentials = np.exp(logits - logits.max())  # shifted: no overflow for large logits
+        result: npt.NDArray[np.float64] = exponentials / exponentials.sum()
+        return result
+
+    def act(
+        self, context: Mapping[str, object], rng: np.random.Generator
+    ) -> tuple[str, dict[str, float]]:
+        """Sample one action for this context.
+
+        Args:
+            context: Feature values by name; extra keys are ignored.
+            rng: The sampler's random source (seeded by the caller for reproducible runs).
+
+        Returns:
+            The sampled action and the probability of every action, by action name.
+
+        Raises:
+            ContextError: The context cannot be fed to the policy.
+        """
+        probabilities = self.probabilities(context)
+        cumulative = np.cumsum(probabilities)
+        index = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+        index = min(index, len(self._actions) - 1)
+        return self._actions[index], dict(zip(self._actions, probabilities.tolist(), strict=True))
+
+
+def load_policy(path: Path) -> LinearSoftmaxPolicy:
+    """Read and validate an artifact file.
+
+    Raises:
+        ArtifactError: The file is unreadable, not JSON, or not a valid artifact; the message
+            names the file and every problem with its field path.
+    """
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ArtifactError(f"cannot read policy artifact {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ArtifactError(f"policy artifact {path} is not JSON: {exc}") from exc
+    try:
+        return LinearSoftmaxPolicy(PolicyArtifact.model_validate(document))
+    except ValidationError as exc:
+        raise ArtifactError(f"policy artifact {path} is invalid: {describe(exc)}") from exc

@@ -1,0 +1,92 @@
+"""A real policy server: one artifact behind `POST /act`, the way model servers serve models.
+
+The gateway reaches policies only over HTTP, so the incumbent and the candidate of the demo and
+of the tests are separate servers, and a candidate that is down is a real connection failure.
+
+    python -m gateway.policy_server --policy offers-42.json --port 8102 [--host 127.0.0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway.policies import ArtifactError, ContextError, LinearSoftmaxPolicy, load_policy
+from gateway.serving import serve
+
+__all__ = ["create_policy_app", "main"]
+
+
+def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> Starlette:
+    """The policy server as an ASGI app.
+
+    `POST /act` with `{"context": {feature: number}}` answers
+    `{"action", "probabilities": {action: p}, "version"}`, or 422 with a `detail` naming what is
+    wrong with the context. `GET /healthz` answers the policy's name, version and actions.
+
+    Args:
+        policy: The policy to serve.
+        seed: Seed of the action sampler, for reproducible runs; None draws one from the OS.
+    """
+    rng = np.random.default_rng(seed)
+    identity = {
+        "name": policy.artifact.name,
+        "version": policy.version,
+        "actions": list(policy.actions),
+    }
+
+    async def act(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            return _unprocessable(f"the body is not JSON: {exc}")
+        context = body.get("context") if isinstance(body, dict) else None
+        if not isinstance(context, dict):
+            return _unprocessable('send {"context": {feature: number, ...}}')
+        try:
+            action, probabilities = policy.act(context, rng)
+        except ContextError as exc:
+            return _unprocessable(str(exc))
+        return JSONResponse(
+            {"action": action, "probabilities": probabilities, "version": policy.version}
+        )
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", **identity})
+
+    return Starlette(
+        routes=[Route("/act", act, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])]
+    )
+
+
+def _unprocessable(detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve one artifact until SIGINT or SIGTERM (exit 0); a bad artifact exits 2, saying why."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.policy_server", description="Serve one policy artifact over HTTP."
+    )
+    parser.add_argument("--policy", required=True, help="the policy artifact (JSON file)")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the action sampler")
+    args = parser.parse_args(argv)
+    try:
+        policy = load_policy(Path(args.policy))
+    except ArtifactError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    serve(create_policy_app(policy, seed=args.seed), args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

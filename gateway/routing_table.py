@@ -1,0 +1,150 @@
+"""The routes the gateway applies, one per target, under the contract's generation rules.
+
+- an **older** generation than the one held is refused (`RouteConflictError`, HTTP 409), naming
+  the generation and rollout that hold the target;
+- the **same** generation is a retried PUT: acknowledged with the route already held, unchanged;
+- a **newer** generation replaces the route.
+
+With a state file every change is written (temp file, fsync, `os.replace`) before it is
+acknowledged, so a gateway restarted after a crash serves exactly the routes it confirmed, and a
+reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from activities.contracts import Route
+from gateway.validation import describe
+
+__all__ = ["PutResult", "RouteConflictError", "RoutingTable", "StateFileError"]
+
+_FORMAT = 1
+"""Version of the state file's layout, so a later layout can still read this one."""
+
+
+class RouteConflictError(Exception):
+    """A route older than the one held was refused; the message names the holder."""
+
+
+class StateFileError(Exception):
+    """The state file cannot be read, or written; routes would be lost or made up."""
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What a PUT did: the route now held, and whether this PUT changed it."""
+
+    route: Route
+    changed: bool
+
+
+class RoutingTable:
+    """Routes by target, optionally kept in a JSON state file across restarts."""
+
+    def __init__(self, state_file: Path | None = None) -> None:
+        """Start empty, or with the routes of `state_file` when it exists.
+
+        Raises:
+            StateFileError: The state file exists but is not one this gateway wrote; starting
+                without its routes would silently send traffic to the wrong policies.
+        """
+        self._state_file = state_file
+        self._routes: dict[str, Route] = {}
+        if state_file is not None and state_file.exists():
+            self._routes = _load(state_file)
+
+    def get(self, target: str) -> Route | None:
+        """The route applied to `target`, or None when it has none."""
+        return self._routes.get(target)
+
+    def targets(self) -> list[str]:
+        """Every target with a route, sorted."""
+        return sorted(self._routes)
+
+    def put(self, target: str, route: Route) -> PutResult:
+        """Apply `route` to `target` under the generation rules.
+
+        Raises:
+            RouteConflictError: The target holds a newer generation.
+            StateFileError: The change could not be persisted; it was not applied.
+        """
+        held = self._routes.get(target)
+        if held is not None:
+            if route.generation < held.generation:
+                raise RouteConflictError(
+                    f"target {target} holds generation {held.generation} of rollout "
+                    f"{held.rollout_id}; generation {route.generation} of rollout "
+                    f"{route.rollout_id} is older and was not applied"
+                )
+            if route.generation == held.generation:
+                return PutResult(held, changed=False)
+        routes = {**self._routes, target: route}
+        if self._state_file is not None:
+            _save(self._state_file, routes)
+        self._routes = routes
+        return PutResult(route, changed=True)
+
+
+def _load(path: Path) -> dict[str, Route]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StateFileError(f"cannot read the gateway state file {path}: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != _FORMAT:
+        raise StateFileError(
+            f"{path} is not a gateway state file (format {_FORMAT}); move it away or pass "
+            "another --state-file"
+        )
+    routes = document.get("routes")
+    if not isinstance(routes, dict):
+        raise StateFileError(f"{path} has no `routes` object")
+    loaded: dict[str, Route] = {}
+    for target, stored in routes.items():
+        try:
+            loaded[target] = Route.model_validate(stored)
+        except ValidationError as exc:
+            raise StateFileError(
+                f"{path}: the route of target {target} is invalid: {describe(exc)}"
+            ) from exc
+    return loaded
+
+
+def _save(path: Path, routes: dict[str, Route]) -> None:
+    document = {
+        "format": _FORMAT,
+        "routes": {target: route.model_dump(mode="json") for target, route in routes.items()},
+    }
+    data = json.dumps(document, indent=2, sort_keys=True).encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+            _sync_directory(path.parent)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise StateFileError(f"cannot write the gateway state file {path}: {exc}") from exc
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the rename itself durable: without it a power cut can bring the old file back."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,98 @@
+"""The metric names and labels of DESIGN section 4, which lockgate's example queries rely on."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.metrics import GatewayMetrics
+from gateway.stats import StatsQuery, parse_stats_query
+
+EXPECTED = {
+    "lockgate_decisions_total": {"target", "arm", "version", "mode", "action"},
+    "lockgate_rewards_total": {"target", "arm", "version"},
+    "lockgate_reward_squares_total": {"target", "arm", "version"},
+    "lockgate_rewarded_decisions_total": {"target", "arm", "version"},
+    "lockgate_guardrail_violations_total": {"target", "arm", "version", "guardrail"},
+    "lockgate_decision_errors_total": {"target", "arm", "version"},
+    "lockgate_decision_latency_seconds_bucket": {"target", "arm", "le"},
+    "lockgate_decision_latency_seconds_count": {"target", "arm"},
+    "lockgate_decision_latency_seconds_sum": {"target", "arm"},
+    "lockgate_shadow_agreements_total": {"target", "agree"},
+}
+
+
+def _record_one_of_each(metrics: GatewayMetrics) -> None:
+    metrics.decision("offers", "candidate", "42", "split", "discount_10")
+    metrics.reward("offers", "candidate", "42", 2.0)
+    metrics.violation("offers", "candidate", "42", "discount_90")
+    metrics.error("offers", "candidate", "42")
+    metrics.latency("offers", "candidate", 0.003)
+    metrics.agreement("offers", agree=False)
+
+
+def _samples(metrics: GatewayMetrics) -> dict[str, list[tuple[dict[str, str], float]]]:
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def test_every_metric_has_the_contract_name_and_labels() -> None:
+    metrics = GatewayMetrics()
+    _record_one_of_each(metrics)
+    samples = _samples(metrics)
+    for name, labels in EXPECTED.items():
+        assert name in samples, f"{name} is missing"
+        assert all(set(found) == labels for found, _ in samples[name]), name
+
+
+def test_rewards_and_their_squares_are_summed() -> None:
+    metrics = GatewayMetrics()
+    for reward in [1.0, 3.0]:
+        metrics.reward("offers", "incumbent", "41", reward)
+    samples = _samples(metrics)
+    assert samples["lockgate_rewards_total"][0][1] == 4.0
+    assert samples["lockgate_reward_squares_total"][0][1] == 10.0
+    assert samples["lockgate_rewarded_decisions_total"][0][1] == 2.0
+
+
+def test_agreement_is_spelled_true_or_false() -> None:
+    metrics = GatewayMetrics()
+    metrics.agreement("offers", agree=True)
+    metrics.agreement("offers", agree=False)
+    metrics.agreement("offers", agree=False)
+    agreements = {
+        labels["agree"]: value
+        for labels, value in _samples(metrics)["lockgate_shadow_agreements_total"]
+    }
+    assert agreements == {"true": 1.0, "false": 2.0}
+
+
+def test_each_gateway_has_its_own_registry_never_the_global_one() -> None:
+    first, second = GatewayMetrics(), GatewayMetrics()  # a shared registry would refuse this
+    _record_one_of_each(first)
+    assert "lockgate_decisions_total" not in _samples(second)
+    assert REGISTRY.get_sample_value("lockgate_decisions_total", {"target": "offers"}) is None
+    assert not any(m.name.startswith("lockgate_") for m in REGISTRY.collect())
+
+
+def test_events_also_feed_the_windowed_stats() -> None:
+    metrics = GatewayMetrics()
+    _record_one_of_each(metrics)
+    totals = {
+        stat: metrics.stats.answer(_query(stat))
+        for stat in ["decisions", "errors", "guardrail_violations", "rewarded", "reward_sum"]
+    }
+    assert totals == {
+        "decisions": 1.0,
+        "errors": 1.0,
+        "guardrail_violations": 1.0,
+        "rewarded": 1.0,
+        "reward_sum": 2.0,
+    }
+
+
+def _query(stat: str) -> StatsQuery:
+    return parse_stats_query(f"{stat} target=offers version=42")
