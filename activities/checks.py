@@ -8,7 +8,9 @@ replay of a rollout already running.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -98,80 +100,95 @@ class _Judge:
     async def _compare(
         self, name: str, metric: str, max_drop: float, relative: bool, alpha: float
     ) -> TriggerVerdict:
-        threshold = Threshold(below=-max_drop)
+        def decide(incumbent: ArmStats, candidate: ArmStats) -> _Statistical:
+            return compare_means(
+                incumbent, candidate, max_drop=max_drop, relative=relative, alpha=alpha,
+                expected_n=self.check.expected_samples,
+                higher_is_better=self.check.metrics[metric].higher_is_better,
+            )  # fmt: skip
+
+        return await self._statistical(
+            name, f"compare {metric}", metric, Threshold(below=-max_drop), alpha, decide
+        )
+
+    async def _budget(self, trigger: RollbackTrigger) -> TriggerVerdict:
+        rule = trigger.budget
+        if rule is None:
+            raise ValueError(f"trigger {trigger.name} is not a budget trigger")
+        alpha = self.check.alphas.get(trigger.name, 0.05)
+
+        def decide(incumbent: ArmStats, candidate: ArmStats) -> _Statistical:
+            return reward_loss_upper_bound(
+                incumbent, candidate, max_reward_loss=rule.max_reward_loss, alpha=alpha,
+                expected_n=self.check.expected_samples,
+                higher_is_better=self.check.metrics[rule.metric].higher_is_better,
+            )  # fmt: skip
+
+        threshold = Threshold(above=rule.max_reward_loss)
+        return await self._statistical(
+            trigger.name, f"budget {rule.metric}", rule.metric, threshold, alpha, decide
+        )
+
+    async def _statistical(
+        self,
+        name: str,
+        label: str,
+        metric: str,
+        threshold: Threshold,
+        alpha: float,
+        decide: Callable[[ArmStats, ArmStats], _Statistical],
+    ) -> TriggerVerdict:
+        """Read both arms of `metric`, decide, and keep the evidence with the verdict."""
         try:
             incumbent, candidate = await self._arms(metric)
         except NoDataError as exc:
             return _no_data(name, threshold, metric, exc)
         except ProviderError as exc:
             return _broken(name, threshold, metric, exc)
-        result = compare_means(
-            incumbent, candidate, max_drop=max_drop, relative=relative, alpha=alpha,
-            expected_n=self.check.expected_samples,
-            higher_is_better=self.check.metrics[metric].higher_is_better,
+        result = decide(incumbent, candidate)
+        outcome = _OUTCOMES.get(result.verdict, Outcome.INCONCLUSIVE)
+        evidence = Evidence(
+            estimate=result.estimate, lower=result.lower, upper=result.upper,
+            statistic=result.statistic, boundary=result.boundary,
+            n_incumbent=result.n_incumbent, n_candidate=result.n_candidate, alpha=alpha,
         )  # fmt: skip
-        outcome = _OUTCOMES[result.verdict]
         return TriggerVerdict(
             trigger=name,
             outcome=outcome,
-            value=result.estimate,
+            value=result.upper if label.startswith("budget") else result.estimate,
             threshold=threshold,
-            query=f"compare {metric}",
+            query=label,
             detail=result.detail,
-            evidence=Evidence(
-                estimate=result.estimate,
-                lower=result.lower,
-                upper=result.upper,
-                statistic=result.statistic,
-                boundary=result.boundary,
-                n_incumbent=result.n_incumbent,
-                n_candidate=result.n_candidate,
-                alpha=alpha,
-            ),
-            awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
-        )
-
-    async def _budget(self, trigger: RollbackTrigger) -> TriggerVerdict:
-        assert trigger.budget is not None
-        rule = trigger.budget
-        threshold = Threshold(above=rule.max_reward_loss)
-        try:
-            incumbent, candidate = await self._arms(rule.metric)
-        except NoDataError as exc:
-            return _no_data(trigger.name, threshold, rule.metric, exc)
-        except ProviderError as exc:
-            return _broken(trigger.name, threshold, rule.metric, exc)
-        alpha = self.check.alphas.get(trigger.name, 0.05)
-        result = reward_loss_upper_bound(
-            incumbent, candidate, max_reward_loss=rule.max_reward_loss, alpha=alpha,
-            expected_n=self.check.expected_samples,
-            higher_is_better=self.check.metrics[rule.metric].higher_is_better,
-        )  # fmt: skip
-        outcome = {"fail": Outcome.FAIL, "ok": Outcome.PASS}.get(
-            result.verdict, Outcome.INCONCLUSIVE
-        )
-        return TriggerVerdict(
-            trigger=trigger.name,
-            outcome=outcome,
-            value=result.upper,
-            threshold=threshold,
-            query=f"budget {rule.metric}",
-            detail=result.detail,
-            evidence=Evidence(
-                estimate=result.estimate,
-                lower=result.lower,
-                upper=result.upper,
-                statistic=result.statistic,
-                boundary=result.boundary,
-                n_incumbent=result.n_incumbent,
-                n_candidate=result.n_candidate,
-                alpha=alpha,
-            ),
+            evidence=evidence,
             awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
         )
 
 
-_OUTCOMES = {"fail": Outcome.FAIL, "pass": Outcome.PASS, "inconclusive": Outcome.INCONCLUSIVE}
+class _Statistical(Protocol):
+    """What compare_means and reward_loss_upper_bound both report."""
+
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def estimate(self) -> float | None: ...
+    @property
+    def lower(self) -> float | None: ...
+    @property
+    def upper(self) -> float | None: ...
+    @property
+    def statistic(self) -> float | None: ...
+    @property
+    def boundary(self) -> float | None: ...
+    @property
+    def n_incumbent(self) -> int: ...
+    @property
+    def n_candidate(self) -> int: ...
+    @property
+    def detail(self) -> str: ...
+
+
+_OUTCOMES = {"fail": Outcome.FAIL, "pass": Outcome.PASS, "ok": Outcome.PASS}
+"""Statistical verdicts as outcomes; anything else (inconclusive) is awaiting evidence."""
 
 
 def _no_data(name: str, threshold: Threshold, metric: str, exc: Exception) -> TriggerVerdict:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import httpx
 import pytest
+from temporalio.testing import ActivityEnvironment
 
-from activities.checks import judge_trigger
-from activities.contracts import Outcome
+from activities.checks import CheckActivities, judge_trigger
+from activities.contracts import CheckInput, Outcome
 from activities.errors import (
     AmbiguousResultError,
     NoDataError,
@@ -15,8 +17,15 @@ from activities.errors import (
     ProviderUnavailable,
 )
 from activities.providers.base import Sample
+from activities.registry import BackendRegistry
 from analysis.thresholds import breach, describe_threshold
-from rollout_specs import RollbackTrigger, Threshold
+from rollout_specs import (
+    BUILTIN_METRICS,
+    CompareRule,
+    PrometheusMonitoring,
+    RollbackTrigger,
+    Threshold,
+)
 
 
 @pytest.mark.parametrize(
@@ -94,3 +103,71 @@ async def test_a_missing_template_value_is_an_error_and_nothing_is_queried() -> 
     assert verdict.outcome is Outcome.ERROR
     assert "{{candidate}} has no value" in verdict.detail
     assert provider.queries == []
+
+
+class _Arms:
+    """Answers the built-in reward metric's per-arm queries from fixed sufficient statistics."""
+
+    def __init__(self, arms: dict[str, tuple[float, float]]) -> None:
+        self.arms = arms  # version -> (n, conversions)
+
+    async def query(self, query: str) -> Sample:
+        version = "41" if 'version="41"' in query else "42"
+        n, total = self.arms[version]
+        if "rewarded_decisions" in query:
+            return Sample(value=n)
+        return Sample(value=total)
+
+
+def _compare_check(monitoring: PrometheusMonitoring) -> CheckInput:
+    trigger = RollbackTrigger(
+        name="reward-regression", compare=CompareRule(metric="reward", max_drop=0.05)
+    )
+    return CheckInput(
+        monitoring=monitoring,
+        triggers=[trigger],
+        variables={
+            "target": "offers",
+            "incumbent": "41",
+            "candidate": "42",
+            "rollout": "r",
+            "stage": "canary",
+            "percent": "10",
+            "stage_window": "60s",
+            "check_interval": "5s",
+        },
+        metrics={"reward": BUILTIN_METRICS["prometheus"]["reward"]},
+        alphas={"reward-regression": 0.025},
+        expected_samples=4000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("candidate", "outcome", "awaiting"),
+    [
+        ((2000, 700), Outcome.FAIL, False),  # 0.35 vs 0.54: a drop beyond 0.05 is established
+        ((2000, 1090), Outcome.PASS, False),  # 0.545 vs 0.54: non-inferiority is established
+        ((150, 78), Outcome.INCONCLUSIVE, True),  # too few to tell: keep baking, not "no data"
+        ((0, 0), Outcome.INCONCLUSIVE, True),  # no observations yet: nothing is a pass
+    ],
+)
+async def test_a_compare_trigger_judges_both_arms_and_keeps_its_evidence(
+    candidate: tuple[float, float], outcome: Outcome, awaiting: bool
+) -> None:
+    monitoring = PrometheusMonitoring(type="prometheus", url="http://127.0.0.1:9")
+    arms = _Arms({"41": (18000, 9720), "42": candidate})
+    async with httpx.AsyncClient() as client:
+        registry = BackendRegistry(client, providers={"prometheus": lambda config, http: arms})
+        result = await ActivityEnvironment().run(
+            CheckActivities(registry).run_checks, _compare_check(monitoring)
+        )
+    verdict = result.verdicts[0]
+    assert verdict.outcome is outcome
+    assert verdict.awaiting_evidence is awaiting
+    assert verdict.evidence is not None
+    assert verdict.evidence.n_incumbent == 18000
+    assert verdict.evidence.n_candidate == candidate[0]
+    assert verdict.evidence.alpha == 0.025
+    if outcome is Outcome.FAIL:
+        assert verdict.evidence.upper is not None
+        assert verdict.evidence.upper < -0.05
