@@ -27,11 +27,13 @@ from activities.errors import NoDataError, ProviderError, UnknownBackendError
 from activities.providers.base import MetricProvider
 from activities.registry import BackendRegistry
 from analysis.budget import reward_loss_upper_bound
+from analysis.drift import action_drift
 from analysis.sequential import ArmStats, compare_means
 from analysis.thresholds import breach, describe_threshold
 from rollout_specs import (
     AdvanceWhen,
     ArmMetric,
+    DriftRule,
     RollbackTrigger,
     TemplateError,
     Threshold,
@@ -80,6 +82,8 @@ class _Judge:
             )  # fmt: skip
         if trigger.budget is not None:
             return await self._budget(trigger)
+        if trigger.drift is not None:
+            return await self._drift(trigger.name, trigger.drift)
         return await judge_trigger(self.provider, trigger, self.check.variables)
 
     async def gate(self, gate: AdvanceWhen) -> TriggerVerdict:
@@ -128,6 +132,67 @@ class _Judge:
         return await self._statistical(
             trigger.name, f"budget {rule.metric}", rule.metric, threshold, alpha, decide
         )
+
+    async def _drift(self, name: str, rule: DriftRule) -> TriggerVerdict:
+        """The candidate's actions against the incumbent's, by divergence and new actions."""
+        limits = {"js": rule.max_js, "psi": rule.max_psi, "new actions": rule.max_new_action_share}
+        shown = ", ".join(f"{k} <= {v:g}" for k, v in limits.items() if v is not None)
+        label = f"drift ({shown})"
+        variables = self.check.variables
+        try:
+            incumbent, candidate = await asyncio.gather(
+                self._actions(rule, variables["incumbent"]),
+                self._actions(rule, variables["candidate"]),
+            )
+        except NoDataError as exc:
+            return TriggerVerdict(
+                trigger=name, outcome=Outcome.INCONCLUSIVE, query=label, detail=f"no data: {exc}"
+            )
+        except ProviderError as exc:
+            return TriggerVerdict(
+                trigger=name,
+                outcome=Outcome.ERROR,
+                query=label,
+                detail=f"{type(exc).__name__}: {exc}",
+            )
+        result = action_drift(
+            incumbent, candidate, smoothing=rule.smoothing, min_per_side=rule.min_samples
+        )
+        measured = {"js": result.js, "psi": result.psi, "new actions": result.new_action_share}
+        broken = []
+        for key, limit in limits.items():
+            value = measured[key]
+            if limit is not None and value is not None and value > limit:
+                broken.append(f"{key} {value:.4g} > {limit:g}")
+        if not result.enough_data:
+            outcome = Outcome.INCONCLUSIVE
+        else:
+            outcome = Outcome.FAIL if broken else Outcome.PASS
+        detail = (
+            "; ".join(broken) + " | " if broken and outcome is Outcome.FAIL else ""
+        ) + result.detail
+        return TriggerVerdict(
+            trigger=name,
+            outcome=outcome,
+            value=result.js,
+            query=label,
+            detail=detail,
+            evidence=Evidence(
+                estimate=result.js,
+                statistic=result.psi,
+                n_incumbent=result.n_incumbent,
+                n_candidate=result.n_candidate,
+            ),
+            awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
+        )
+
+    async def _actions(self, rule: DriftRule, version: str) -> dict[str, int]:
+        try:
+            query = render(rule.by_action, {**self.check.variables, "version": version})
+        except TemplateError as exc:
+            raise ProviderError(str(exc)) from exc
+        counts = await self.provider.query_by(query, "action")
+        return {action: max(0, round(value)) for action, value in counts.items()}
 
     async def _statistical(
         self,

@@ -296,6 +296,33 @@ class Threshold(SpecModel):
         return self
 
 
+class DriftRule(SpecModel):
+    """Divergence of the candidate's action distribution from the incumbent's."""
+
+    max_js: Annotated[float, Field(gt=0, le=0.6931471805599453)] | None = None
+    """Largest tolerated Jensen-Shannon divergence (nats, at most ln 2)."""
+    max_psi: Annotated[float, Field(gt=0)] | None = None
+    """Largest tolerated population stability index."""
+    max_new_action_share: Annotated[float, Field(ge=0, lt=1)] | None = None
+    """Largest share of candidate decisions on actions the incumbent never took."""
+    smoothing: Annotated[float, Field(ge=0)] = 0.5
+    """Pseudo-count added to every action on both sides (Jeffreys' 0.5 by default)."""
+    min_samples: Annotated[int, Field(ge=1)] | None = None
+    """Decisions per side before judging; default 20 x (actions - 1)."""
+    by_action: str = (
+        'sum by (action) (increase(lockgate_decisions_total{target="{{target}}",'
+        'version="{{version}}"}[{{stage_window}}]))'
+    )
+    """Per-arm decisions by action ({{version}} is the arm); a Prometheus query by default."""
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> DriftRule:
+        if self.max_js is None and self.max_psi is None and self.max_new_action_share is None:
+            raise ValueError("a drift rule needs max_js, max_psi or max_new_action_share")
+        _check_template(self.by_action, per_arm=True)
+        return self
+
+
 STATISTICAL_MODES = [StageMode.SPLIT]
 """Statistical triggers compare arms that both serve: they judge split stages by default."""
 
@@ -310,6 +337,7 @@ class RollbackTrigger(SpecModel):
     threshold: Threshold | None = None
     compare: CompareRule | None = None
     budget: BudgetRule | None = None
+    drift: DriftRule | None = None
     failure_limit: Annotated[int, Field(ge=1)] = 1
     """Consecutive failing checks that roll back. Default 1."""
     modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
@@ -331,10 +359,10 @@ class RollbackTrigger(SpecModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> RollbackTrigger:
-        kinds = [k for k in ("query", "compare", "budget") if getattr(self, k) is not None]
+        kinds = [k for k in ("query", "compare", "budget", "drift") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError(
-                "a trigger is one of: `query` with `threshold`, `compare`, or `budget`; "
+                "a trigger is one of: `query` with `threshold`, `compare`, `budget` or `drift`; "
                 f"this one has {' and '.join(kinds) or 'none of them'}"
             )
         if (self.query is None) != (self.threshold is None):
@@ -343,15 +371,16 @@ class RollbackTrigger(SpecModel):
 
     @property
     def kind(self) -> str:
-        """`threshold`, `compare` or `budget`."""
-        if self.compare is not None:
-            return "compare"
-        return "budget" if self.budget is not None else "threshold"
+        """`threshold`, `compare`, `budget` or `drift`."""
+        for kind in ("compare", "budget", "drift"):
+            if getattr(self, kind) is not None:
+                return kind
+        return "threshold"
 
     @property
     def statistical(self) -> bool:
-        """Whether the trigger spends a share of the rollout's alpha."""
-        return self.kind != "threshold"
+        """Whether the trigger spends a share of the rollout's alpha (a sequential test)."""
+        return self.kind in ("compare", "budget")
 
     def applies_to(self, stage: Stage) -> bool:
         """Whether this trigger judges `stage`.
@@ -359,7 +388,7 @@ class RollbackTrigger(SpecModel):
         A shadow stage has no candidate outcomes, and a statistical trigger compares two arms:
         at 100% with no scope there is no incumbent traffic left to compare with.
         """
-        if self.statistical and stage.percent == 100 and not stage.scope:
+        if self.kind != "threshold" and stage.percent == 100 and not stage.scope:
             return False
         return stage.mode in self.modes
 
@@ -466,6 +495,12 @@ class RolloutSpecBody(SpecModel):
             names.add(trigger.name)
         known = self.known_metrics()
         for index, trigger in enumerate(self.rollback_triggers):
+            if trigger.drift is not None and self.monitoring.type != "prometheus":
+                yield rule_error(
+                    f"rollback_triggers[{index}].drift",
+                    "a drift trigger reads decisions by action, which needs Prometheus "
+                    "monitoring; the http provider answers one number per query",
+                )
             rule = trigger.compare or trigger.budget
             if rule is not None and rule.metric not in known:
                 yield rule_error(

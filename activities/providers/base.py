@@ -28,3 +28,7 @@ class MetricProvider(Protocol):
     async def query(self, query: str) -> Sample:
         """Run one query now and return its single value."""
         ...
+
+    async def query_by(self, query: str, label: str) -> dict[str, float]:
+        """Run one query and return a value per value of `label` (counts by action)."""
+        ...

@@ -68,6 +68,13 @@ class HttpJsonProvider:
             ) from exc
         return Sample(value=self._number(self._walk(document, query), query))
 
+    async def query_by(self, query: str, label: str) -> dict[str, float]:
+        """Not supported: this provider answers one number per query."""
+        raise ProviderError(
+            f"the http monitoring provider answers one number per query; a by-{label} query "
+            f"({query!r}) needs Prometheus"
+        )
+
     async def _get(self, query: str) -> httpx.Response:
         attempts = self._retries.attempts
         try:

@@ -89,6 +89,35 @@ class PrometheusProvider:
             )
         raise self._shape_error(query, f"its resultType is {result_type!r}")
 
+    async def query_by(self, query: str, label: str) -> dict[str, float]:
+        """Run `query` and return one value per value of `label` (e.g. counts by action).
+
+        Raises NoDataError when no series matched; a series without the label, a duplicate
+        label value or a non-finite value is an error, never skipped.
+        """
+        response = await self._get(query)
+        data = _object(self._decode(response, query).get("data"))
+        if data is None or data.get("resultType") != "vector":
+            raise self._shape_error(query, f"a by-{label} query needs an instant vector")
+        result = data.get("result")
+        if not isinstance(result, list):
+            raise self._shape_error(query, "its vector result is not a list")
+        if not result:
+            raise NoDataError(
+                f"query {query!r} matched no series in Prometheus at {self._endpoint}"
+            )
+        values: dict[str, float] = {}
+        for item in result:
+            series = _object(item) or {}
+            key = _labels(series.get("metric")).get(label)
+            if key is None or key in values:
+                raise self._shape_error(
+                    query,
+                    f"each series needs its own `{label}` label; aggregate with sum by ({label})",
+                )
+            values[key] = self._finite(series.get("value"), query)
+        return values
+
     async def _get(self, query: str) -> httpx.Response:
         attempts = self._retries.attempts
         try:

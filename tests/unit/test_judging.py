@@ -22,6 +22,7 @@ from analysis.thresholds import breach, describe_threshold
 from rollout_specs import (
     BUILTIN_METRICS,
     CompareRule,
+    DriftRule,
     PrometheusMonitoring,
     RollbackTrigger,
     Threshold,
@@ -67,6 +68,9 @@ class _Answer:
         if isinstance(self.answer, Exception):
             raise self.answer
         return Sample(value=self.answer)
+
+    async def query_by(self, query: str, label: str) -> dict[str, float]:
+        raise AssertionError("a threshold trigger asks for one number")
 
 
 TRIGGER = RollbackTrigger(
@@ -117,6 +121,9 @@ class _Arms:
         if "rewarded_decisions" in query:
             return Sample(value=n)
         return Sample(value=total)
+
+    async def query_by(self, query: str, label: str) -> dict[str, float]:
+        raise AssertionError("a compare trigger asks for one number per query")
 
 
 def _compare_check(monitoring: PrometheusMonitoring) -> CheckInput:
@@ -171,3 +178,47 @@ async def test_a_compare_trigger_judges_both_arms_and_keeps_its_evidence(
     if outcome is Outcome.FAIL:
         assert verdict.evidence.upper is not None
         assert verdict.evidence.upper < -0.05
+
+
+class _Actions:
+    """Answers per-arm decision counts by action (unit test of the drift judging only)."""
+
+    def __init__(self, counts: dict[str, dict[str, float]]) -> None:
+        self.counts = counts
+
+    async def query(self, query: str) -> Sample:
+        raise AssertionError("a drift trigger asks for counts by action")
+
+    async def query_by(self, query: str, label: str) -> dict[str, float]:
+        assert label == "action"
+        return self.counts["41" if 'version="41"' in query else "42"]
+
+
+INCUMBENT_ACTIONS: dict[str, float] = {"none": 500, "discount_10": 300, "free_shipping": 200}
+
+
+@pytest.mark.parametrize(
+    ("candidate", "outcome", "detail"),
+    [
+        ({"none": 480, "discount_10": 320, "free_shipping": 200}, Outcome.PASS, ""),
+        ({"none": 100, "discount_10": 100, "free_shipping": 800}, Outcome.FAIL, "js "),
+        ({"none": 450, "discount_10": 300, "discount_90": 250}, Outcome.FAIL, "new actions 0.25"),
+        ({"none": 10, "discount_10": 5}, Outcome.INCONCLUSIVE, ""),  # too few to judge
+    ],
+)
+async def test_a_drift_trigger_compares_action_distributions(
+    candidate: dict[str, float], outcome: Outcome, detail: str
+) -> None:
+    trigger = RollbackTrigger(
+        name="action-drift", drift=DriftRule(max_js=0.05, max_new_action_share=0.01)
+    )
+    check = _compare_check(PrometheusMonitoring(type="prometheus", url="http://127.0.0.1:9"))
+    check = check.model_copy(update={"triggers": [trigger]})
+    actions = _Actions({"41": INCUMBENT_ACTIONS, "42": candidate})
+    async with httpx.AsyncClient() as client:
+        registry = BackendRegistry(client, providers={"prometheus": lambda config, http: actions})
+        result = await ActivityEnvironment().run(CheckActivities(registry).run_checks, check)
+    verdict = result.verdicts[0]
+    assert verdict.outcome is outcome, verdict.detail
+    assert detail in verdict.detail
+    assert verdict.awaiting_evidence is (outcome is Outcome.INCONCLUSIVE)

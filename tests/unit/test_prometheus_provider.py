@@ -269,3 +269,22 @@ async def test_a_malformed_sample_is_an_error_not_a_guess(
         await provider.query(QUERY)
 
     assert caught.type is ProviderError
+
+
+async def test_query_by_gives_one_value_per_label(
+    prometheus: Scripted, provider: PrometheusProvider
+) -> None:
+    prometheus.script(vector(({"action": "none"}, "120"), ({"action": "discount_10"}, "30.5")))
+    counts = await provider.query_by("sum by (action) (x)", "action")
+    assert counts == {"none": 120.0, "discount_10": 30.5}
+
+
+async def test_query_by_refuses_series_without_the_label_and_empty_results(
+    prometheus: Scripted, provider: PrometheusProvider
+) -> None:
+    prometheus.script(vector(({"action": "none"}, "1"), ({"job": "gateway"}, "2")))
+    with pytest.raises(ProviderError, match=r"aggregate with sum by \(action\)"):
+        await provider.query_by("x", "action")
+    prometheus.script(vector())
+    with pytest.raises(NoDataError):
+        await provider.query_by("x", "action")

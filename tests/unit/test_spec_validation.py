@@ -439,6 +439,30 @@ REJECTED = [
         id="trigger-without-modes",
     ),
     pytest.param(
+        variant(
+            {
+                "spec.monitoring": {"type": "http", "url": "http://127.0.0.1:8080/v1/stats"},
+                "spec.rollback_triggers": [
+                    BASE["spec"]["rollback_triggers"][0],
+                    {"name": "drift", "drift": {"max_js": 0.1}},
+                ],
+            }
+        ),
+        [
+            "spec.rollback_triggers[1].drift: a drift trigger reads decisions by action, which "
+            "needs Prometheus monitoring; the http provider answers one number per query"
+        ],
+        id="drift-needs-prometheus",
+    ),
+    pytest.param(
+        variant({"spec.rollback_triggers.0": {"name": "drift", "drift": {"smoothing": 1}}}),
+        [
+            "spec.rollback_triggers[0].drift: "
+            "a drift rule needs max_js, max_psi or max_new_action_share"
+        ],
+        id="drift-without-limit",
+    ),
+    pytest.param(
         variant({"spec": None}),
         ["spec: expected a mapping (key: value), got nothing (an empty value)"],
         id="spec-empty",
