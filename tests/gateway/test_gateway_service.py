@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +52,6 @@ def incumbent() -> Iterator[PolicyServer]:
 def candidate() -> Iterator[PolicyServer]:
     with PolicyServer(ARTIFACTS / "offers-42.json") as server:
         yield server
-
-
-@pytest.fixture
-def gateway() -> Iterator[GatewayServer]:
-    with GatewayServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
-        yield client
 
 
 def _route(

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,18 +84,6 @@ def candidate() -> Iterator[PolicyServer]:
 def violating() -> Iterator[PolicyServer]:
     with PolicyServer(ARTIFACTS_DIR / "candidate-violating.json", seed=3) as server:
         yield server
-
-
-@pytest.fixture
-def gateway() -> Iterator[GatewayServer]:
-    with GatewayServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
-        yield client
 
 
 async def _route(
