@@ -17,19 +17,26 @@ from rollout_specs import (
     ArmMetric,
     Guardrails,
     MonitoringConfig,
+    NotifyEvent,
+    OfflineEval,
     PolicyVersion,
     RollbackTrigger,
     RouterConfig,
     Threshold,
+    Webhook,
 )
 
 __all__ = [
     "APPLY_ROUTE",
+    "NOTIFY",
+    "OFFLINE_EVAL",
     "RUN_CHECKS",
     "ApplyRouteInput",
     "CheckInput",
     "CheckResult",
     "Evidence",
+    "Notification",
+    "OfflineEvalInput",
     "Outcome",
     "Route",
     "RouteMode",
@@ -40,6 +47,10 @@ APPLY_ROUTE = "apply_route"
 """Activity name: set a target's route and verify it by reading it back."""
 RUN_CHECKS = "run_checks"
 """Activity name: query monitoring for every rollback trigger and judge the answers."""
+OFFLINE_EVAL = "offline_eval"
+"""Activity name: evaluate the candidate on logged decisions (off-policy), once."""
+NOTIFY = "notify"
+"""Activity name: deliver one event to one webhook."""
 
 
 class Contract(BaseModel):
@@ -150,3 +161,33 @@ class CheckResult(Contract):
     verdicts: list[TriggerVerdict]
     gate: TriggerVerdict | None = None
     """The stage's advance_when verdict, when it has one."""
+
+
+class OfflineEvalInput(Contract):
+    """Judge a candidate on a log of the incumbent's decisions; the answer is a TriggerVerdict.
+
+    The verdict's evidence holds the paired difference candidate minus incumbent (estimate,
+    lower, upper at 1 - alpha), the Kish effective sample size as `statistic`, and the row
+    count as both `n_incumbent` and `n_candidate`; its detail names every estimator's value.
+    PASS and FAIL judge the gate; ERROR means lockgate refuses to judge (and never passes).
+    """
+
+    stage: str
+    offline: OfflineEval
+    incumbent: PolicyVersion
+    candidate: PolicyVersion
+
+
+class Notification(Contract):
+    """One event of a rollout, for one webhook."""
+
+    webhook: Webhook
+    event: NotifyEvent
+    target: str
+    rollout: str
+    """The rollout's name (metadata.name)."""
+    stage: str | None = None
+    phase: str
+    at: datetime
+    text: str
+    """One line for humans; sent as the JSON body's `text` (Slack-compatible)."""

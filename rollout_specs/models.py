@@ -24,12 +24,17 @@ __all__ = [
     "SLUG_HINT",
     "SLUG_PATTERN",
     "URL_PATTERN",
+    "Approval",
     "Guardrails",
     "HttpMonitoring",
     "HttpRouter",
     "Metadata",
     "MissingDataPolicy",
     "MonitoringConfig",
+    "NotifyConfig",
+    "NotifyEvent",
+    "OfflineEstimator",
+    "OfflineEval",
     "PolicyVersion",
     "PrometheusMonitoring",
     "RollbackTrigger",
@@ -39,6 +44,7 @@ __all__ = [
     "Stage",
     "StageMode",
     "Threshold",
+    "Webhook",
     "workflow_id_for",
 ]
 
@@ -132,8 +138,10 @@ MonitoringConfig = Annotated[PrometheusMonitoring | HttpMonitoring, Field(discri
 
 
 class StageMode(StrEnum):
-    """How a stage uses the candidate: `shadow` logs its actions, `split` serves them."""
+    """How a stage uses the candidate: judged on logs, mirrored (never served), or serving."""
 
+    OFFLINE = "offline"
+    """No traffic moves: the candidate is evaluated on logged decisions (`offline_eval`)."""
     SHADOW = "shadow"
     SPLIT = "split"
 
@@ -143,6 +151,93 @@ class MissingDataPolicy(StrEnum):
 
     HOLD = "hold"
     ROLLBACK = "rollback"
+
+
+class OfflineEstimator(StrEnum):
+    """Off-policy estimators of a policy's value from logged decisions."""
+
+    IPS = "ips"
+    CLIPPED_IPS = "clipped_ips"
+    SNIPS = "snips"
+    DR = "dr"
+
+
+class OfflineEval(SpecModel):
+    """Counterfactual evaluation on logged decisions before any live exposure.
+
+    The log's rows hold a context, the logged action, its logging propensity and its reward.
+    The incumbent is taken to be the logging policy: its per-row value is the logged reward.
+    """
+
+    log: Annotated[str, Field(min_length=1)]
+    """Path of the log as the worker sees it: JSON Lines (`.jsonl`) or Parquet (`.parquet`)."""
+    estimator: OfflineEstimator = OfflineEstimator.DR
+    """The estimator the gate judges with; every estimator is reported."""
+    max_regression: Annotated[float, Field(gt=0)]
+    """Largest tolerated drop of the candidate's value below the incumbent's (reward units)."""
+    candidate_probabilities: str | None = None
+    """A log column holding the candidate's {action: probability}; default: ask the
+    candidate's policy server (`candidate.uri`, `POST /act` in batches)."""
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    """The gate's interval is two-sided at 1 - alpha."""
+    clip: Annotated[float, Field(gt=1)] = 10.0
+    """Importance-weight cap of `clipped_ips`."""
+    min_ess: Annotated[float, Field(ge=1)] = 100.0
+    """Kish effective sample size below which the gate refuses to judge."""
+    max_weight_error: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    """Largest tolerated |mean importance weight - 1|; more means broken propensity logging."""
+
+
+class Approval(SpecModel):
+    """Humans who must approve a stage before its traffic moves (four eyes: never the submitter)."""
+
+    approvers: Annotated[list[str], Field(min_length=1)]
+    """Who may approve; the rollout's submitter never counts, even when listed."""
+    required: Annotated[int, Field(ge=1)] = 1
+    """Distinct approvals needed."""
+    timeout: Duration = timedelta(hours=8)
+    """How long to wait for the approvals."""
+    on_timeout: MissingDataPolicy = MissingDataPolicy.HOLD
+    """Without the approvals in time: hold (escalate to a human) or roll back. Never advance."""
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> Approval:
+        if len(set(self.approvers)) != len(self.approvers):
+            raise ValueError("an approver is listed twice; list each person once")
+        if self.required > len(self.approvers):
+            raise ValueError(
+                f"required is {self.required} but only {len(self.approvers)} approver(s) are "
+                "listed; lower `required` or add approvers"
+            )
+        return self
+
+
+class NotifyEvent(StrEnum):
+    """Moments of a rollout a human may want to hear about."""
+
+    STAGE_STARTED = "stage_started"
+    APPROVAL_NEEDED = "approval_needed"
+    PAUSED = "paused"
+    HELD = "held"
+    """Checks find no evidence (or a human is needed); the rollout waits."""
+    ROLLED_BACK = "rolled_back"
+    COMPLETED = "completed"
+
+
+class Webhook(SpecModel):
+    """A JSON POST per event; its `text` field makes it a Slack-compatible incoming webhook."""
+
+    type: Literal["webhook"]
+    url: Annotated[str, Field(pattern=URL_PATTERN)]
+    events: Annotated[list[NotifyEvent], Field(min_length=1)] = Field(
+        default_factory=lambda: list(NotifyEvent)
+    )
+    """Events to send; default all."""
+    timeout: Duration = timedelta(seconds=5)
+    """Per-request timeout. Default 5s."""
+
+
+NotifyConfig = Annotated[Webhook, Field(discriminator="type")]
 
 
 class Guardrails(SpecModel):
@@ -229,8 +324,9 @@ class Stage(SpecModel):
     """Share of decisions (in `scope`) served by the candidate. Required for split stages."""
     scope: dict[str, list[str]] | None = None
     """Label selector limiting the stage to matching units, e.g. {region: [eu-west-1]}."""
-    min_duration: Duration
-    """Bake time: the stage ends no sooner, and only with every trigger passing."""
+    min_duration: Duration = timedelta(0)
+    """Bake time: the stage ends no sooner, and only with every trigger passing. Required for
+    shadow and split stages."""
     max_duration: Duration | None = None
     """After this long without earning its gate the stage escalates (or rolls back)."""
     advance_when: AdvanceWhen | None = None
@@ -239,10 +335,58 @@ class Stage(SpecModel):
     """At max_duration without the evidence: hold for a human, or roll back. Never advance."""
     expected_samples: Annotated[int, Field(ge=10)] = 10_000
     """Observations (both arms) the stage should see; tunes its sequential tests."""
+    offline_eval: OfflineEval | None = None
+    """Makes this an offline stage: judged on logged decisions, no traffic moves."""
+    approval: Approval | None = None
+    """Approvals needed before this stage's traffic moves."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _offline_mode(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("offline_eval") is not None and "mode" not in data:
+            return {**data, "mode": StageMode.OFFLINE.value}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _live_stages_bake(cls, data: object) -> object:
+        if (
+            isinstance(data, dict)
+            and data.get("mode", StageMode.SPLIT.value) != StageMode.OFFLINE.value
+            and "min_duration" not in data
+        ):
+            raise PydanticCustomError(
+                "lockgate_rule",
+                "{message}",
+                {
+                    "message": "a shadow or split stage needs `min_duration` (its bake time), "
+                    "e.g. min_duration: 30m",
+                    "field": "min_duration",
+                },
+            )
+        return data
 
     @model_validator(mode="after")
     def _mode_matches_percent(self) -> Stage:
         errors: list[PydanticCustomError] = []
+        if (self.mode is StageMode.OFFLINE) != (self.offline_eval is not None):
+            errors.append(
+                rule_error(
+                    "offline_eval" if self.offline_eval is None else "mode",
+                    "an offline stage is the one with `offline_eval`; add offline_eval or "
+                    "use mode shadow or split",
+                )
+            )
+        if self.mode is StageMode.OFFLINE:
+            for name in ("percent", "scope", "max_duration", "advance_when"):
+                if getattr(self, name) is not None:
+                    errors.append(
+                        rule_error(
+                            name, f"an offline stage moves no traffic; remove `{name}` from it"
+                        )
+                    )
+            raise_rule_errors(self, errors)
+            return self
         if self.mode is StageMode.SPLIT and self.percent is None:
             errors.append(
                 rule_error("percent", "a split stage needs `percent` (0 < percent <= 100)")
@@ -392,6 +536,16 @@ class RollbackTrigger(SpecModel):
             return False
         return stage.mode in self.modes
 
+    @field_validator("modes")
+    @classmethod
+    def _live_modes(cls, modes: list[StageMode]) -> list[StageMode]:
+        if StageMode.OFFLINE in modes:
+            raise ValueError(
+                "offline stages are judged by their offline_eval, not by rollback triggers; "
+                "use shadow and/or split"
+            )
+        return modes
+
     @field_validator("query")
     @classmethod
     def _known_variables(cls, query: str | None) -> str | None:
@@ -420,6 +574,8 @@ class RolloutSpecBody(SpecModel):
     """Per-arm metrics for statistical triggers, beyond (or replacing) the built-in ones."""
     stages: Annotated[list[Stage], Field(min_length=1)]
     rollback_triggers: list[RollbackTrigger] = Field(default_factory=list)
+    notify: list[NotifyConfig] = Field(default_factory=list)
+    """Where to tell humans about the rollout's events (webhooks)."""
 
     @field_validator("check_interval")
     @classmethod
@@ -446,12 +602,17 @@ class RolloutSpecBody(SpecModel):
         names: set[str] = set()
         previous: float | None = None
         seen_split = False
+        seen_live = False
         for index, stage in enumerate(self.stages):
             if stage.name in names:
                 yield rule_error(
                     f"stages[{index}].name", f"stage name {stage.name!r} is used twice; rename one"
                 )
             names.add(stage.name)
+            if stage.mode is StageMode.OFFLINE:
+                yield from self._check_offline(index, stage, seen_live)
+                continue
+            seen_live = True
             if stage.mode is StageMode.SHADOW:
                 if seen_split:
                     yield rule_error(
@@ -476,6 +637,28 @@ class RolloutSpecBody(SpecModel):
                 "the last stage must serve percent: 100 with no scope, so the candidate is "
                 "proven at full traffic before it becomes the incumbent; add a stage like "
                 "{name: full, percent: 100, min_duration: 1h}",
+            )
+
+    def _check_offline(
+        self, index: int, stage: Stage, seen_live: bool
+    ) -> Iterator[PydanticCustomError]:
+        if seen_live:
+            yield rule_error(
+                f"stages[{index}].offline_eval",
+                "an offline gate after a live stage comes too late: the candidate has already "
+                "met users; put offline stages first",
+            )
+        offline = stage.offline_eval
+        if (
+            offline is not None
+            and offline.candidate_probabilities is None
+            and not (self.candidate.uri or "").startswith(("http://", "https://"))
+        ):
+            yield rule_error(
+                f"stages[{index}].offline_eval.candidate_probabilities",
+                "the candidate's action probabilities come from its policy server, but "
+                "candidate.uri is not an http(s) URL; set candidate.uri or name the log column "
+                "that holds them in candidate_probabilities",
             )
 
     def _check_triggers(self) -> Iterator[PydanticCustomError]:
@@ -508,6 +691,9 @@ class RolloutSpecBody(SpecModel):
                     f"unknown metric {rule.metric!r}; define it in spec.metrics or use one of "
                     f"{', '.join(known)}",
                 )
+        yield from self._check_stage_triggers(known)
+
+    def _check_stage_triggers(self, known: list[str]) -> Iterator[PydanticCustomError]:
         for index, stage in enumerate(self.stages):
             gate = stage.advance_when
             if gate is not None and gate.non_inferior not in known:
@@ -523,6 +709,8 @@ class RolloutSpecBody(SpecModel):
                     "move advance_when to a split stage",
                 )
         for index, stage in enumerate(self.stages):
+            if stage.mode is StageMode.OFFLINE:
+                continue
             if self.rollback_triggers and not self.triggers_for(stage):
                 yield rule_error(
                     f"stages[{index}]",

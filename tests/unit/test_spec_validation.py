@@ -134,7 +134,10 @@ REJECTED = [
     ),
     pytest.param(
         variant(drop=["spec.stages.0.min_duration"]),
-        ["spec.stages[0].min_duration: required field is missing"],
+        [
+            "spec.stages[0].min_duration: a shadow or split stage needs `min_duration` (its bake "
+            "time), e.g. min_duration: 30m"
+        ],
         id="no-min-duration",
     ),
     pytest.param(
@@ -323,7 +326,7 @@ REJECTED = [
     ),
     pytest.param(
         variant({"spec.stages.0.mode": "canary"}),
-        ["spec.stages[0].mode: use 'shadow' or 'split' (got 'canary')"],
+        ["spec.stages[0].mode: use 'offline', 'shadow' or 'split' (got 'canary')"],
         id="unknown-mode",
     ),
     pytest.param(
