@@ -337,6 +337,7 @@ def _command(name: str, help_text: str) -> None:
     app.command(name=name)(command)
 
 
+_command("approve", "Approve the stage awaiting approval (never your own rollout).")
 _command("pause", "Stop advancing (checks and automatic rollback continue).")
 _command("resume", "Allow a paused rollout to advance again.")
 _command("promote", "End the current stage's bake now and move to the next stage.")

@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.checks import CheckActivities
+from activities.notify import NotifyActivities
 from activities.registry import BackendRegistry
 from activities.routing import RoutingActivities
 from runtime.client import connect, ensure_search_attributes
@@ -55,11 +56,12 @@ def build_worker(client: Client, task_queue: str, backends: BackendRegistry) -> 
     """The Worker with lockgate's workflow and activities; tests build theirs the same way."""
     checks = CheckActivities(backends)
     routing = RoutingActivities(backends)
+    notify = NotifyActivities(backends.http)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[RolloutWorkflow],
-        activities=[checks.run_checks, routing.apply_route],
+        activities=[checks.run_checks, routing.apply_route, notify.notify],
         workflow_runner=workflow_runner(),
         # After a kill -9 the server waits this long on the dead worker's sticky queue; the
         # default 10 s stalls every rollout whose next task comes due in that window.

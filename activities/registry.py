@@ -46,6 +46,11 @@ class BackendRegistry:
         self._providers = providers
         self._routers = routers
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared pooled client, for activities that talk HTTP without a backend type."""
+        return self._client
+
     def provider(self, config: MonitoringConfig) -> MetricProvider:
         """The provider for a spec's `monitoring` block."""
         return build_provider(config, self._client, self._providers)

@@ -41,7 +41,7 @@ __all__ = [
     "submit_rollout",
 ]
 
-COMMANDS = ("pause", "resume", "promote", "rollback")
+COMMANDS = ("approve", "pause", "resume", "promote", "rollback")
 """The human commands, each a workflow update of the same name."""
 QUERY_TIMEOUT = timedelta(seconds=5)
 """Queries need a live worker; without one they hang, so status gives up after this long."""
@@ -117,7 +117,7 @@ async def query_status(client: Client, target: str) -> StatusResult:
 async def send_command(
     client: Client, target: str, command: str, *, actor: str, reason: str
 ) -> ControlResult:
-    """Send pause/resume/promote/rollback; raise CommandRefused with the rollout's reason."""
+    """Send approve/pause/resume/promote/rollback; raise CommandRefused with the reason."""
     if command not in COMMANDS:
         raise ValueError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
     description = await describe_rollout(client, target)

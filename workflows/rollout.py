@@ -7,6 +7,7 @@ decision after each check comes from `progression.assess`, a pure function; time
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import timedelta
 
@@ -19,16 +20,22 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.contracts import (
         APPLY_ROUTE,
+        NOTIFY,
+        OFFLINE_EVAL,
         RUN_CHECKS,
         ApplyRouteInput,
         CheckInput,
         CheckResult,
+        Notification,
+        OfflineEvalInput,
         Outcome,
         Route,
         RouteMode,
         TriggerVerdict,
     )
     from rollout_specs import (
+        MissingDataPolicy,
+        NotifyEvent,
         PolicyVersion,
         RolloutSpec,
         SpecError,
@@ -80,6 +87,23 @@ NEVER_GIVE_UP = RetryPolicy(
 CHECK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5), maximum_attempts=2
 )
+OFFLINE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=3,
+    non_retryable_error_types=["UnknownBackendError"],
+)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=6,
+)
+"""A webhook gets about a minute of retries; it never holds up the rollout meanwhile."""
+OFFLINE_TIMEOUT = timedelta(minutes=30)
+OFFLINE_HEARTBEAT = timedelta(seconds=30)
+NOTIFICATION_GRACE = timedelta(minutes=2)
+"""How long a finished rollout waits for its last notifications before it returns."""
 AUTOMATIC = "lockgate"
 
 
@@ -98,6 +122,7 @@ class RolloutWorkflow:
         )
         self._submitted_by = request.submitted_by
         self._wake = False
+        self._deliveries: list[asyncio.Task[None]] = []
 
     # ----------------------------------------------------------------------------- main loop
 
@@ -118,13 +143,24 @@ class RolloutWorkflow:
             await self._roll_back()
         else:
             await self._promote_candidate()
+        with contextlib.suppress(TimeoutError):  # the outcome is final; webhooks get a grace period
+            await workflow.wait_condition(
+                lambda: all(task.done() for task in self._deliveries),
+                timeout=NOTIFICATION_GRACE,
+                timeout_summary="last notifications",
+            )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return RolloutResult(phase=self._state.phase, outcome=self._state.outcome or "")
 
     async def _run_stage(self, stage: Stage) -> bool:
         """Bake one stage; True when it earned its gate (or a human promoted it)."""
-        if not self._state.stage_routed and not await self._route_stage(stage):
-            return False
+        if not self._state.stage_routed:
+            if stage.approval is not None and not await self._await_approval(stage):
+                return False
+            if stage.mode is StageMode.OFFLINE:
+                return await self._offline_gate(stage)
+            if not await self._route_stage(stage):
+                return False
         while self._state.rollback is None:
             await self._sleep_until_check()
             if self._state.rollback is not None:
@@ -148,6 +184,8 @@ class RolloutWorkflow:
     def _maybe_continue_as_new(self) -> None:
         if not workflow.info().is_continue_as_new_suggested():
             return
+        if not all(task.done() for task in self._deliveries):
+            return  # a notification is still on its way; the next check continues as new
         # Every handler is synchronous (it only mutates state), so none is ever left unfinished.
         workflow.continue_as_new(
             RolloutInput(spec=self._spec, submitted_by=self._submitted_by, state=self._state)
@@ -157,7 +195,7 @@ class RolloutWorkflow:
 
     async def _route_stage(self, stage: Stage) -> bool:
         """Point the router at this stage's traffic; on failure, ask for a rollback."""
-        self._state.stages.append(StageRecord(name=stage.name, started_at=workflow.now()))
+        self._open_record(stage)
         mode = RouteMode.SHADOW if stage.mode is StageMode.SHADOW else RouteMode.SPLIT
         route = self._route(mode, percent=stage.percent or 0.0, scope=stage.scope)
         try:
@@ -174,12 +212,135 @@ class RolloutWorkflow:
             self._request_rollback(AUTOMATIC, reason)
             return False
         self._state.stage_routed = True
+        self._state.live_percent = stage.percent or 0.0 if mode is RouteMode.SPLIT else 0.0
         self._state.stages[-1].started_at = workflow.now()
         self._state.trigger_failures = {}
         self._state.no_evidence_streak = 0
         self._set_phase(Phase.PAUSED if self._state.paused_by else Phase.RUNNING)
-        self._audit(AUTOMATIC, "stage_started", f"{mode.value} {stage.percent or 0:g}%")
+        started = f"{mode.value} {stage.percent or 0:g}%"
+        self._audit(AUTOMATIC, "stage_started", started)
+        self._notify(NotifyEvent.STAGE_STARTED, f"stage {stage.name} started: {started}")
         return True
+
+    def _open_record(self, stage: Stage) -> StageRecord:
+        """The stage's record, created the first time the stage is entered."""
+        records = self._state.stages
+        if not records or records[-1].name != stage.name:
+            records.append(StageRecord(name=stage.name, started_at=workflow.now()))
+        return records[-1]
+
+    # ----------------------------------------------------------------------------- approvals
+
+    async def _await_approval(self, stage: Stage) -> bool:
+        """Wait for the stage's approvals before its traffic moves; False if rolling back."""
+        approval = stage.approval
+        assert approval is not None
+        state = self._state
+        record = self._open_record(stage)
+        if state.approval_asked_at is None:
+            state.approval_asked_at = workflow.now()
+            state.approvals = []
+            asked = (
+                f"{approval.required} of {', '.join(approval.approvers)} must approve stage "
+                f"{stage.name} within {format_duration(approval.timeout)}"
+            )
+            self._audit(AUTOMATIC, "approval_needed", asked)
+            self._notify(NotifyEvent.APPROVAL_NEEDED, f"approval needed: {asked}")
+        self._set_phase(Phase.AWAITING_APPROVAL)
+
+        def settled() -> bool:
+            return state.rollback is not None or len(state.approvals) >= approval.required
+
+        remaining = state.approval_asked_at + approval.timeout - workflow.now()
+        try:
+            if remaining <= timedelta():
+                raise TimeoutError
+            await workflow.wait_condition(
+                settled, timeout=remaining, timeout_summary=f"approval of {stage.name}"
+            )
+        except TimeoutError:
+            reason = (
+                f"stage {stage.name} got {len(state.approvals)} of {approval.required} "
+                f"approval(s) within {format_duration(approval.timeout)}"
+            )
+            if approval.on_timeout is MissingDataPolicy.ROLLBACK:
+                self._request_rollback(AUTOMATIC, reason)
+                return False
+            self._escalate(f"{reason}; still waiting for approvals (or a rollback)")
+            await workflow.wait_condition(settled)
+        if state.rollback is not None:
+            return False
+        record.approved_by = [entry.actor for entry in state.approvals]
+        state.approvals = []
+        state.approval_asked_at = None
+        state.escalation = None
+        self._audit(AUTOMATIC, "approved", f"approved by {', '.join(record.approved_by)}")
+        if state.paused_by is not None:
+            self._set_phase(Phase.PAUSED)
+            await workflow.wait_condition(
+                lambda: state.paused_by is None or state.rollback is not None
+            )
+        return state.rollback is None
+
+    # ----------------------------------------------------------------------------- offline gate
+
+    async def _offline_gate(self, stage: Stage) -> bool:
+        """Judge the candidate on logged decisions once; no traffic moves. True = advance."""
+        offline = stage.offline_eval
+        assert offline is not None
+        state = self._state
+        record = self._open_record(stage)
+        record.started_at = workflow.now()
+        state.stage_routed = True  # nothing to route: the stage is in effect
+        self._set_phase(Phase.PAUSED if state.paused_by else Phase.RUNNING)
+        started = f"offline evaluation ({offline.estimator.value}) on {offline.log}"
+        self._audit(AUTOMATIC, "stage_started", started)
+        self._notify(NotifyEvent.STAGE_STARTED, f"stage {stage.name} started: {started}")
+        request = OfflineEvalInput(
+            stage=stage.name,
+            offline=offline,
+            incumbent=self._spec.spec.incumbent,
+            candidate=self._spec.spec.candidate,
+        )
+        try:
+            verdict: TriggerVerdict = await workflow.execute_activity(
+                OFFLINE_EVAL,
+                request,
+                result_type=TriggerVerdict,
+                start_to_close_timeout=OFFLINE_TIMEOUT,
+                heartbeat_timeout=OFFLINE_HEARTBEAT,
+                retry_policy=OFFLINE_RETRY,
+                summary=f"offline evaluation of {self._spec.spec.candidate.version}",
+            )
+        except ActivityError as exc:
+            verdict = TriggerVerdict(
+                trigger="offline_eval",
+                outcome=Outcome.ERROR,
+                detail=f"the offline evaluation could not run: {_cause(exc)}",
+            )
+        record.checks += 1
+        state.checks_total += 1
+        state.last_check = CheckResult(checked_at=workflow.now(), verdicts=[verdict])
+        if verdict.outcome is Outcome.PASS:
+            self._audit(AUTOMATIC, "offline_passed", verdict.detail, evidence=verdict)
+            await workflow.wait_condition(
+                lambda: state.paused_by is None or state.rollback is not None
+            )
+            return state.rollback is None
+        if verdict.outcome is Outcome.FAIL:
+            self._request_rollback(
+                f"trigger:{verdict.trigger}", f"offline gate failed: {verdict.detail}", verdict
+            )
+            return False
+        reason = f"the offline gate could not judge the candidate: {verdict.detail}"
+        if stage.on_inconclusive is MissingDataPolicy.ROLLBACK:
+            self._request_rollback(f"trigger:{verdict.trigger}", reason, verdict)
+            return False
+        self._escalate(f"{reason}; promote to override it, or roll back")
+        await workflow.wait_condition(
+            lambda: state.rollback is not None or state.promote_requested is not None
+        )
+        return state.rollback is None
 
     def _route(
         self,
@@ -268,12 +429,15 @@ class RolloutWorkflow:
         )
         if assessment.action is Action.ROLLBACK:
             actor = f"trigger:{assessment.tripped}" if assessment.tripped else AUTOMATIC
-            self._request_rollback(actor, assessment.reason)
+            tripped = [v for v in result.verdicts if v.trigger == assessment.tripped]
+            self._request_rollback(actor, assessment.reason, tripped[0] if tripped else None)
         elif assessment.action is Action.ESCALATE:
             self._escalate(assessment.reason)
         else:
             self._state.escalation = None
             held = assessment.action is Action.HOLD
+            if held and state.phase is Phase.RUNNING:
+                self._notify(NotifyEvent.HELD, f"stage {stage.name} held: {assessment.reason}")
             self._set_phase(
                 Phase.PAUSED if state.paused_by else Phase.HELD if held else Phase.RUNNING
             )
@@ -342,10 +506,12 @@ class RolloutWorkflow:
         if self._state.stages and self._state.stages[-1].ended_at is None:
             self._end_stage("rolled_back")
         self._state.escalation = None
+        self._state.live_percent = 0.0
         incumbent = self._spec.spec.incumbent.version
         self._state.outcome = f"rolled back to {incumbent} by {request.actor}: {request.reason}"
         self._audit(AUTOMATIC, "rollback_landed", self._state.outcome)
         self._set_phase(Phase.ROLLED_BACK)
+        self._notify(NotifyEvent.ROLLED_BACK, self._state.outcome)
 
     async def _promote_candidate(self) -> None:
         self._set_phase(Phase.PROMOTING)
@@ -354,8 +520,10 @@ class RolloutWorkflow:
         await self._apply_until_landed(route, f"make {version} the incumbent")
         self._state.escalation = None
         self._state.outcome = f"{version} is the incumbent of {self._spec.spec.target}"
+        self._state.live_percent = 100.0
         self._audit(AUTOMATIC, "completed", self._state.outcome)
         self._set_phase(Phase.COMPLETED)
+        self._notify(NotifyEvent.COMPLETED, self._state.outcome)
 
     def _end_stage(self, outcome: str) -> None:
         record = self._state.stages[-1]
@@ -365,11 +533,13 @@ class RolloutWorkflow:
 
     # ----------------------------------------------------------------------------- state
 
-    def _request_rollback(self, actor: str, reason: str) -> None:
+    def _request_rollback(
+        self, actor: str, reason: str, evidence: TriggerVerdict | None = None
+    ) -> None:
         if self._state.rollback is not None:  # the first request is the one that is carried out
             return
         self._state.rollback = RollbackRequest(actor=actor, reason=reason, at=workflow.now())
-        self._audit(actor, "rollback", reason)
+        self._audit(actor, "rollback", reason, evidence=evidence)
         workflow.logger.warning("rollback requested by %s: %s", actor, reason)
         self._wake = True
 
@@ -377,6 +547,7 @@ class RolloutWorkflow:
         workflow.logger.error("escalation: %s", reason)
         if self._state.escalation is None:
             self._audit(AUTOMATIC, "escalated", reason)
+            self._notify(NotifyEvent.HELD, f"a human is needed: {reason}")
         self._state.escalation = reason
         if self._state.phase not in (Phase.ROLLING_BACK, Phase.PROMOTING, Phase.PAUSED):
             self._state.phase = Phase.ESCALATED
@@ -386,18 +557,61 @@ class RolloutWorkflow:
         self._state.phase = phase
         self._publish()
 
-    def _audit(self, actor: str, action: str, reason: str) -> None:
-        stages = self._spec.spec.stages
-        index = min(self._state.stage_index, len(stages) - 1)
+    def _audit(
+        self, actor: str, action: str, reason: str, evidence: TriggerVerdict | None = None
+    ) -> None:
         self._state.audit.append(
             AuditEntry(
                 at=workflow.now(),
                 actor=actor,
                 action=action,
                 reason=reason,
-                stage=stages[index].name,
+                stage=self._current_stage().name,
+                evidence=evidence,
             )
         )
+
+    def _current_stage(self) -> Stage:
+        stages = self._spec.spec.stages
+        return stages[min(self._state.stage_index, len(stages) - 1)]
+
+    def _notify(self, event: NotifyEvent, text: str) -> None:
+        """Tell every webhook that wants `event`, beside the rollout and never in its way.
+
+        A failing webhook is retried for a while, then logged; nothing waits for it.
+        """
+        body = self._spec
+        for webhook in body.spec.notify:
+            if event not in webhook.events:
+                continue
+            notification = Notification(
+                webhook=webhook,
+                event=event,
+                target=body.spec.target,
+                rollout=body.metadata.name,
+                stage=self._current_stage().name,
+                phase=self._state.phase.value,
+                at=workflow.now(),
+                text=f"lockgate {body.spec.target} ({body.metadata.name}): {text}",
+            )
+            self._deliveries.append(asyncio.create_task(self._deliver(notification)))
+
+    async def _deliver(self, notification: Notification) -> None:
+        try:
+            await workflow.execute_activity(
+                NOTIFY,
+                notification,
+                start_to_close_timeout=notification.webhook.timeout * 2 + timedelta(seconds=5),
+                retry_policy=NOTIFY_RETRY,
+                summary=f"notify {notification.event.value}",
+            )
+        except ActivityError as exc:
+            workflow.logger.warning(
+                "notification %s to %s was not delivered: %s",
+                notification.event.value,
+                notification.webhook.url,
+                _cause(exc),
+            )
 
     def _publish(self) -> None:
         current = workflow.info().typed_search_attributes
@@ -418,6 +632,7 @@ class RolloutWorkflow:
         """Stop advancing. Checks go on and a breach still rolls back: pausing never disarms."""
         self._state.paused_by = self._audit_command(command, "pause")
         self._set_phase(Phase.PAUSED)
+        self._notify(NotifyEvent.PAUSED, f"paused by {command.actor}: {command.reason}")
         return ControlResult(
             message="paused; checks continue, no stage will advance", phase=self._state.phase
         )
@@ -450,7 +665,7 @@ class RolloutWorkflow:
         """End the current stage's bake now and move to the next stage (a human's override)."""
         self._state.promote_requested = self._audit_command(command, "promote")
         self._wake = True
-        stage = self._spec.spec.stages[self._state.stage_index].name
+        stage = self._current_stage().name
         return ControlResult(message=f"stage {stage} ends now", phase=self._state.phase)
 
     @promote.validator
@@ -462,6 +677,42 @@ class RolloutWorkflow:
             _refuse("the stage's traffic is still being set; try again in a moment")
         if self._state.promote_requested is not None:
             _refuse(f"already promoted by {self._state.promote_requested.actor}")
+
+    @workflow.update(name="approve")
+    def approve(self, command: ControlInput) -> ControlResult:
+        """Approve the stage awaiting approval; its traffic moves once enough have approved."""
+        self._state.approvals.append(self._audit_command(command, "approve"))
+        stage = self._current_stage()
+        assert stage.approval is not None
+        missing = stage.approval.required - len(self._state.approvals)
+        message = (
+            f"approved; stage {stage.name} starts now"
+            if missing <= 0
+            else f"approved; stage {stage.name} needs {missing} more approval(s)"
+        )
+        return ControlResult(message=message, phase=self._state.phase)
+
+    @approve.validator
+    def _validate_approve(self, command: ControlInput) -> None:
+        self._refuse_unless_live(command, "approve")
+        stage = self._current_stage()
+        approval = stage.approval
+        if approval is None or self._state.approval_asked_at is None:
+            _refuse(f"nothing awaits approval: stage {stage.name} is {self._state.phase.value}")
+        assert approval is not None
+        others = [a for a in approval.approvers if a != self._submitted_by]
+        if command.actor == self._submitted_by:
+            _refuse(
+                f"four eyes: {command.actor} submitted this rollout and cannot approve it; "
+                f"ask {' or '.join(others) or 'another approver'}"
+            )
+        if command.actor not in approval.approvers:
+            _refuse(
+                f"{command.actor} is not an approver of stage {stage.name}; its approvers are "
+                f"{', '.join(approval.approvers)}"
+            )
+        if any(entry.actor == command.actor for entry in self._state.approvals):
+            _refuse(f"{command.actor} has already approved stage {stage.name}")
 
     @workflow.update(name="rollback")
     def rollback(self, command: ControlInput) -> ControlResult:

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from activities.contracts import CheckResult
+from activities.contracts import CheckResult, TriggerVerdict
 
 __all__ = [
     "TERMINAL_PHASES",
@@ -27,6 +27,8 @@ class Phase(StrEnum):
     """Where a rollout is; the same strings appear in the UI's LockgatePhase and the CLI."""
 
     STARTING = "starting"
+    AWAITING_APPROVAL = "awaiting_approval"
+    """The stage's approvers have been asked; no traffic moves until enough of them approve."""
     RUNNING = "running"
     HELD = "held"
     """Checks find no evidence; the stage waits and never advances."""
@@ -57,6 +59,8 @@ class AuditEntry(StateModel):
     action: str
     reason: str
     stage: str | None = None
+    evidence: TriggerVerdict | None = None
+    """For an automatic decision: the verdict behind it, with its numbers."""
 
 
 class StageRecord(StateModel):
@@ -68,6 +72,8 @@ class StageRecord(StateModel):
     outcome: str | None = None
     """`advanced`, `promoted`, `rolled_back`, or None while running."""
     checks: int = 0
+    approved_by: list[str] = Field(default_factory=list)
+    """Who approved the stage, when it needed approval."""
 
 
 class RollbackRequest(StateModel):
@@ -90,6 +96,8 @@ class RolloutState(StateModel):
     """Whether the current stage's route has been applied and verified."""
     generation: int = 0
     """Generation of the last route sent; every change uses a larger one."""
+    live_percent: float = 0.0
+    """The candidate's share in the last route that landed (0 in shadow and after rollback)."""
     checks_total: int = 0
     no_evidence_streak: int = 0
     """Consecutive checks with an inconclusive or error verdict."""
@@ -101,6 +109,10 @@ class RolloutState(StateModel):
     rollback: RollbackRequest | None = None
     escalation: str | None = None
     """Why a human is needed now, if one is."""
+    approvals: list[AuditEntry] = Field(default_factory=list)
+    """Approvals of the stage awaiting approval now (cleared when its traffic moves)."""
+    approval_asked_at: datetime | None = None
+    """When the current stage's approvers were asked; its timeout counts from here."""
     stages: list[StageRecord] = Field(default_factory=list)
     audit: list[AuditEntry] = Field(default_factory=list)
     outcome: str | None = None

@@ -48,13 +48,15 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str] | SearchAttributeKey[float], ..
 
 
 def stage_percent(spec: RolloutSpec, state: RolloutState) -> float:
-    """The candidate's live traffic share now: 0 in shadow, before routing and after rollback."""
+    """The candidate's live traffic share now: 0 offline, in shadow and after rollback."""
     if state.phase is Phase.COMPLETED:
         return 100.0
-    if state.phase is Phase.ROLLED_BACK or not state.stage_routed:
+    if state.phase is Phase.ROLLED_BACK:
         return 0.0
+    if not state.stage_routed:  # between stages (or awaiting approval): the last route serves
+        return state.live_percent
     stage = spec.spec.stages[min(state.stage_index, len(spec.spec.stages) - 1)]
-    return 0.0 if stage.mode is StageMode.SHADOW else stage.percent or 0.0
+    return stage.percent or 0.0 if stage.mode is StageMode.SPLIT else 0.0
 
 
 def _stage_name(spec: RolloutSpec, state: RolloutState) -> str:

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Final, Self, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["MetricValue", "MetricsServer", "RouterServer", "metric_key"]
+__all__ = ["MetricValue", "MetricsServer", "RouterServer", "WebhookServer", "metric_key"]
 
 START_TIMEOUT: Final = 5.0
 """Seconds a server may take to start serving (or to stop) before the test fails."""
@@ -351,3 +351,45 @@ def _prometheus_number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(value)
+
+
+class WebhookServer(_BackgroundServer):
+    """A webhook receiver (a Slack-style incoming hook): keeps every JSON body POSTed to it.
+
+    `refuse_next(n, 500)` makes it fail deliveries, to show a broken hook never delays a
+    rollout; refused deliveries are counted in `refused` but not kept.
+    """
+
+    def __init__(self) -> None:
+        self._received: list[dict[str, Any]] = []
+        self.refused = 0
+        super().__init__()
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        """Every accepted body, oldest first."""
+        with self._lock:
+            return copy.deepcopy(self._received)
+
+    def events(self) -> list[str]:
+        """The `event` field of every accepted body, oldest first."""
+        return [str(body.get("event")) for body in self.received]
+
+    def respond(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
+        with self._lock:
+            if self._refusals > 0:
+                self.refused += 1
+        return super().respond(method, path, query, body)
+
+    def _handle(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
+        if method != "POST":
+            return 405, self._error_body(f"{method} is not supported here; POST JSON")
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return 400, self._error_body("the body is not JSON")
+        if not isinstance(document, dict) or not isinstance(document.get("text"), str):
+            return 400, self._error_body("a Slack-compatible body needs a `text` string")
+        with self._lock:
+            self._received.append(document)
+        return 200, {"ok": True}

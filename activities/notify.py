@@ -1,0 +1,60 @@
+"""The notification activity: tell a webhook what a rollout just did.
+
+A notification is a courtesy, never a gate: the workflow starts it beside the rollout and does not
+wait for it. A webhook that answers 5xx, 429 or not at all is retried by the workflow's retry
+policy; one that answers another 4xx will never accept this body, so that is final at once.
+"""
+
+from __future__ import annotations
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import NOTIFY, Notification
+
+__all__ = ["NotifyActivities", "webhook_body"]
+
+
+def webhook_body(notification: Notification) -> dict[str, str | None]:
+    """The JSON body: `text` for Slack-compatible hooks, the fields for everything else."""
+    return {
+        "text": notification.text,
+        "event": notification.event.value,
+        "target": notification.target,
+        "rollout": notification.rollout,
+        "stage": notification.stage,
+        "phase": notification.phase,
+        "at": notification.at.isoformat(),
+    }
+
+
+class NotifyActivities:
+    """Delivers rollout events to webhooks over the worker's shared HTTP client."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    @activity.defn(name=NOTIFY)
+    async def notify(self, notification: Notification) -> None:
+        """POST the event; raise (retryably unless the hook refuses the body) when not accepted."""
+        url = notification.webhook.url
+        timeout = notification.webhook.timeout.total_seconds()
+        try:
+            response = await self._client.post(
+                url, json=webhook_body(notification), timeout=timeout
+            )
+        except httpx.HTTPError as exc:
+            raise ApplicationError(
+                f"webhook {url} unreachable: {type(exc).__name__}: {exc}", type="WebhookDown"
+            ) from exc
+        if response.is_success:
+            activity.logger.info("notified %s of %s", url, notification.event.value)
+            return
+        status = response.status_code
+        final = 400 <= status < 500 and status not in (408, 429)
+        raise ApplicationError(
+            f"webhook {url} answered {status}: {response.text[:200]}",
+            type="WebhookRefused" if final else "WebhookDown",
+            non_retryable=final,
+        )
