@@ -29,18 +29,20 @@ from activities.registry import BackendRegistry
 from analysis.budget import reward_loss_upper_bound
 from analysis.drift import action_drift
 from analysis.sequential import ArmStats, compare_means
+from analysis.shadow import PairedActions, paired_actions
 from analysis.thresholds import breach, describe_threshold
 from rollout_specs import (
     AdvanceWhen,
     ArmMetric,
     DriftRule,
     RollbackTrigger,
+    ShadowRule,
     TemplateError,
     Threshold,
     render,
 )
 
-__all__ = ["CheckActivities", "arm_stats", "judge_trigger"]
+__all__ = ["CheckActivities", "arm_stats", "judge_trigger", "shadow_findings"]
 
 
 class CheckActivities:
@@ -84,6 +86,8 @@ class _Judge:
             return await self._budget(trigger)
         if trigger.drift is not None:
             return await self._drift(trigger.name, trigger.drift)
+        if trigger.shadow is not None:
+            return await self._shadow(trigger.name, trigger.shadow)
         return await judge_trigger(self.provider, trigger, self.check.variables)
 
     async def gate(self, gate: AdvanceWhen) -> TriggerVerdict:
@@ -186,6 +190,47 @@ class _Judge:
             awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
         )
 
+    async def _shadow(self, name: str, rule: ShadowRule) -> TriggerVerdict:
+        """The paired shadow table: agreement, equal action shares, actions out of support."""
+        label = "shadow pairs"
+        try:
+            query = render(rule.pairs, self.check.variables)
+            counts = await self.provider.query_pairs(query, "incumbent_action", "candidate_action")
+        except NoDataError as exc:
+            return TriggerVerdict(
+                trigger=name, outcome=Outcome.INCONCLUSIVE, query=label, detail=f"no data: {exc}"
+            )
+        except (ProviderError, TemplateError) as exc:
+            return TriggerVerdict(
+                trigger=name, outcome=Outcome.ERROR, query=label,
+                detail=f"{type(exc).__name__}: {exc}",
+            )  # fmt: skip
+        pairs = {key: max(0, round(value)) for key, value in counts.items()}
+        if sum(pairs.values()) == 0:
+            return TriggerVerdict(
+                trigger=name, outcome=Outcome.INCONCLUSIVE, query=label,
+                detail="no data: no shadow pairs in the window",
+            )  # fmt: skip
+        result = paired_actions(pairs, alpha=rule.alpha, smoothing=rule.smoothing)
+        outcome, shown = shadow_findings(rule, result)
+        return TriggerVerdict(
+            trigger=name,
+            outcome=outcome,
+            value=result.agreement,
+            query=label,
+            detail=("; ".join(shown) + " | " if shown else "") + result.detail,
+            evidence=Evidence(
+                estimate=result.agreement,
+                lower=result.agreement_low,
+                upper=result.agreement_high,
+                statistic=result.homogeneity.statistic,
+                n_incumbent=result.n,
+                n_candidate=result.n,
+                alpha=rule.alpha,
+            ),
+            awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
+        )
+
     async def _actions(self, rule: DriftRule, version: str) -> dict[str, int]:
         try:
             query = render(rule.by_action, {**self.check.variables, "version": version})
@@ -254,6 +299,37 @@ class _Statistical(Protocol):
 
 _OUTCOMES = {"fail": Outcome.FAIL, "pass": Outcome.PASS, "ok": Outcome.PASS}
 """Statistical verdicts as outcomes; anything else (inconclusive) is awaiting evidence."""
+
+
+def shadow_findings(rule: ShadowRule, result: PairedActions) -> tuple[Outcome, list[str]]:
+    """The verdict of a shadow window, and the findings behind it.
+
+    Fail needs evidence: an agreement rate whose Wilson upper bound is below the floor, action
+    shares that differ significantly (Stuart-Maxwell at `alpha`) *and* by more than the effect
+    size limit, or too many actions out of the incumbent's support. Pass needs evidence too:
+    the agreement's lower bound at or above the floor. Anything between is awaiting evidence.
+    """
+    if result.n < rule.min_samples:
+        return Outcome.INCONCLUSIVE, [f"not enough pairs (need {rule.min_samples})"]
+    significant = result.homogeneity.p_value < rule.alpha
+    broken: list[str] = []
+    unsure: list[str] = []
+    if rule.min_agreement is not None:
+        if result.agreement_high < rule.min_agreement:
+            broken.append(f"agreement <= {result.agreement_high:.3f} < {rule.min_agreement:g}")
+        elif result.agreement_low < rule.min_agreement:
+            unsure.append(f"agreement not yet shown >= {rule.min_agreement:g}")
+    for key, value, limit in (("js", result.js, rule.max_js), ("psi", result.psi, rule.max_psi)):
+        if limit is not None and value > limit:
+            (broken if significant else unsure).append(f"{key} {value:.4g} > {limit:g}")
+    share, most = result.out_of_support, rule.max_out_of_support
+    if most is not None and share > most:
+        broken.append(f"out of support {share:.2%} > {most:.2%}")
+    if broken:
+        return Outcome.FAIL, broken
+    if unsure:
+        return Outcome.INCONCLUSIVE, unsure
+    return Outcome.PASS, []
 
 
 def _no_data(name: str, threshold: Threshold, metric: str, exc: Exception) -> TriggerVerdict:

@@ -138,7 +138,7 @@ class Decider:
         if mirrored is None:
             return served
         self._metrics.decision(target, Arm.CANDIDATE, version, RouteMode.SHADOW, mirrored)
-        self._metrics.agreement(target, mirrored == served.action)
+        self._metrics.shadow_pair(target, served.action, mirrored)
         blocked = None
         if mirrored in route.guardrails.blocked_actions:
             blocked = mirrored

@@ -12,6 +12,7 @@ once in the windowed stats that answer the `http` monitoring provider.
     lockgate_decision_errors_total{target,arm,version}
     lockgate_decision_latency_seconds{target,arm}        (histogram)
     lockgate_shadow_agreements_total{target,agree}       (agree: "true" | "false")
+    lockgate_shadow_pairs_total{target,incumbent_action,candidate_action}
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class GatewayMetrics:
             "lockgate_shadow_agreements", "Shadow decisions where the candidate picked the "
             "incumbent's action (agree=true) or not.", ["target", "agree"], registry=registry,
         )  # fmt: skip
+        self._pairs = Counter(
+            "lockgate_shadow_pairs", "Shadow decisions by the incumbent's served action and the "
+            "candidate's mirrored one: the paired table shadow triggers judge.",
+            ["target", "incumbent_action", "candidate_action"], registry=registry,
+        )  # fmt: skip
         self._counters: dict[tuple[int, tuple[str, ...]], Counter] = {}
         self._histograms: dict[tuple[str, str], Histogram] = {}
 
@@ -100,9 +106,11 @@ class GatewayMetrics:
         self._counter(self._violations, (target, arm, version, guardrail)).inc()
         self.stats.violation(target, version)
 
-    def agreement(self, target: str, agree: bool) -> None:
-        """In shadow, whether the candidate picked the action the incumbent served."""
+    def shadow_pair(self, target: str, incumbent_action: str, candidate_action: str) -> None:
+        """In shadow, the incumbent's served action and the candidate's mirrored one."""
+        agree = incumbent_action == candidate_action
         self._counter(self._agreements, (target, "true" if agree else "false")).inc()
+        self._counter(self._pairs, (target, incumbent_action, candidate_action)).inc()
 
     def reward(self, target: str, arm: str, version: str, reward: float) -> None:
         """A decision's reward arrived; it belongs to the arm and version that served it.

@@ -41,6 +41,7 @@ __all__ = [
     "RolloutSpec",
     "RolloutSpecBody",
     "RouterConfig",
+    "ShadowRule",
     "Stage",
     "StageMode",
     "Threshold",
@@ -342,18 +343,13 @@ class Stage(SpecModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _offline_mode(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("offline_eval") is not None and "mode" not in data:
+    def _offline_or_baked(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        if data.get("offline_eval") is not None and "mode" not in data:
             return {**data, "mode": StageMode.OFFLINE.value}
-        return data
-
-    @model_validator(mode="before")
-    @classmethod
-    def _live_stages_bake(cls, data: object) -> object:
-        if (
-            isinstance(data, dict)
-            and data.get("mode", StageMode.SPLIT.value) != StageMode.OFFLINE.value
-            and "min_duration" not in data
+        if data.get("mode", StageMode.SPLIT.value) != StageMode.OFFLINE.value and (
+            "min_duration" not in data
         ):
             raise PydanticCustomError(
                 "lockgate_rule",
@@ -467,8 +463,51 @@ class DriftRule(SpecModel):
         return self
 
 
+class ShadowRule(SpecModel):
+    """The candidate's would-be actions against the incumbent's, on the same shadow requests.
+
+    Judged on the paired table of (incumbent action, candidate action) once it holds
+    `min_samples` pairs: fail on an agreement rate shown below `min_agreement` (Wilson upper
+    bound), on action shares that differ both significantly (Stuart-Maxwell at `alpha`) and by
+    more than `max_js`/`max_psi`, or on too many actions the incumbent never takes.
+    """
+
+    min_agreement: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Smallest tolerated share of decisions where the candidate picks the incumbent's action."""
+    max_js: Annotated[float, Field(gt=0, le=0.6931471805599453)] | None = None
+    """Largest tolerated Jensen-Shannon divergence of the two action shares (nats)."""
+    max_psi: Annotated[float, Field(gt=0)] | None = None
+    """Largest tolerated PSI of the two action shares."""
+    max_out_of_support: Annotated[float, Field(ge=0, lt=1)] | None = None
+    """Largest share of candidate actions the incumbent never took in the window."""
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    """Level of the Wilson interval and of the Stuart-Maxwell test."""
+    min_samples: Annotated[int, Field(ge=1)] = 500
+    """Pairs before judging; fewer is awaiting evidence, never a pass."""
+    smoothing: Annotated[float, Field(ge=0)] = 0.5
+    """Pseudo-count of the JS/PSI effect sizes (Jeffreys' 0.5 by default)."""
+    pairs: str = (
+        "sum by (incumbent_action, candidate_action) (increase(lockgate_shadow_pairs_total"
+        '{target="{{target}}"}[{{stage_window}}]))'
+    )
+    """Paired decisions by (incumbent_action, candidate_action); the gateway's by default."""
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> ShadowRule:
+        limits = (self.min_agreement, self.max_js, self.max_psi, self.max_out_of_support)
+        if all(limit is None for limit in limits):
+            raise ValueError(
+                "a shadow rule needs min_agreement, max_js, max_psi or max_out_of_support"
+            )
+        _check_template(self.pairs, per_arm=False)
+        return self
+
+
 STATISTICAL_MODES = [StageMode.SPLIT]
 """Statistical triggers compare arms that both serve: they judge split stages by default."""
+
+
+_KINDS = ("compare", "budget", "drift", "shadow")
 
 
 class RollbackTrigger(SpecModel):
@@ -482,6 +521,7 @@ class RollbackTrigger(SpecModel):
     compare: CompareRule | None = None
     budget: BudgetRule | None = None
     drift: DriftRule | None = None
+    shadow: ShadowRule | None = None
     failure_limit: Annotated[int, Field(ge=1)] = 1
     """Consecutive failing checks that roll back. Default 1."""
     modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
@@ -493,30 +533,33 @@ class RollbackTrigger(SpecModel):
     @model_validator(mode="before")
     @classmethod
     def _statistical_modes(cls, data: object) -> object:
-        if (
-            isinstance(data, dict)
-            and "modes" not in data
-            and ("compare" in data or "budget" in data)
-        ):
-            return {**data, "modes": [m.value for m in STATISTICAL_MODES]}
+        if isinstance(data, dict) and "modes" not in data:
+            if "compare" in data or "budget" in data:
+                return {**data, "modes": [m.value for m in STATISTICAL_MODES]}
+            if "shadow" in data:
+                return {**data, "modes": [StageMode.SHADOW.value]}
         return data
 
     @model_validator(mode="after")
     def _one_kind(self) -> RollbackTrigger:
-        kinds = [k for k in ("query", "compare", "budget", "drift") if getattr(self, k) is not None]
+        kinds = [k for k in (*_KINDS, "query") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError(
-                "a trigger is one of: `query` with `threshold`, `compare`, `budget` or `drift`; "
-                f"this one has {' and '.join(kinds) or 'none of them'}"
+                "a trigger is one of: `query` with `threshold`, `compare`, `budget`, `drift` or "
+                f"`shadow`; this one has {' and '.join(kinds) or 'none of them'}"
             )
         if (self.query is None) != (self.threshold is None):
             raise ValueError("`query` and `threshold` go together; give both")
+        if self.shadow is not None and self.modes != [StageMode.SHADOW]:
+            raise ValueError(
+                "a shadow trigger judges paired shadow decisions only; set modes: [shadow]"
+            )
         return self
 
     @property
     def kind(self) -> str:
-        """`threshold`, `compare`, `budget` or `drift`."""
-        for kind in ("compare", "budget", "drift"):
+        """`threshold`, `compare`, `budget`, `drift` or `shadow`."""
+        for kind in _KINDS:
             if getattr(self, kind) is not None:
                 return kind
         return "threshold"
@@ -678,10 +721,11 @@ class RolloutSpecBody(SpecModel):
             names.add(trigger.name)
         known = self.known_metrics()
         for index, trigger in enumerate(self.rollback_triggers):
-            if trigger.drift is not None and self.monitoring.type != "prometheus":
+            by_label = trigger.drift is not None or trigger.shadow is not None
+            if by_label and self.monitoring.type != "prometheus":
                 yield rule_error(
-                    f"rollback_triggers[{index}].drift",
-                    "a drift trigger reads decisions by action, which needs Prometheus "
+                    f"rollback_triggers[{index}].{trigger.kind}",
+                    f"a {trigger.kind} trigger reads decisions by action, which needs Prometheus "
                     "monitoring; the http provider answers one number per query",
                 )
             rule = trigger.compare or trigger.budget

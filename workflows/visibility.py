@@ -106,7 +106,7 @@ def current_details(spec: RolloutSpec, state: RolloutState) -> str:
         f"{body.candidate.version}",
         "",
         f"**Phase** `{state.phase.value}` · **Stage** `{stage}` "
-        f"({min(state.stage_index + 1, len(body.stages))}/{len(body.stages)}) · "
+        f"({min(state.stage_index + 1, len(body.stages))} of {len(body.stages)}) · "
         f"**Candidate traffic** {stage_percent(spec, state):g}%",
     ]
     if state.escalation:
@@ -115,19 +115,26 @@ def current_details(spec: RolloutSpec, state: RolloutState) -> str:
         lines += ["", f"**Rollback** by {state.rollback.actor}: {state.rollback.reason}"]
     if state.outcome:
         lines += ["", f"**Outcome:** {state.outcome}"]
+    approval = body.stages[min(state.stage_index, len(body.stages) - 1)].approval
+    if approval is not None and state.approval_asked_at is not None:
+        given = ", ".join(entry.actor for entry in state.approvals) or "none yet"
+        lines += [
+            "",
+            f"**Awaiting approval:** {approval.required} of {', '.join(approval.approvers)} "
+            f"(approved: {given}; asked {state.approval_asked_at:%H:%M:%S} UTC, times out after "
+            f"{format_duration(approval.timeout)})",
+        ]
     if state.last_check:
         lines += [
             "",
             f"Last check {state.last_check.checked_at:%H:%M:%S} UTC "
             f"(every {format_duration(body.check_interval)}):",
             "",
-            "| trigger | verdict | evidence |",
-            "| --- | --- | --- |",
         ]
-        lines += [
-            f"| {v.trigger} | {v.outcome.value} | {v.detail.replace('|', '/')} |"
-            for v in state.last_check.verdicts
-        ]
+        verdicts = [*state.last_check.verdicts]
+        if state.last_check.gate is not None:
+            verdicts.append(state.last_check.gate)
+        lines += [f"- `{v.trigger}`: **{v.outcome.value}**, {v.detail}" for v in verdicts]
     if state.audit:
         last = state.audit[-1]
         lines += ["", f"Last action: {last.action} by {last.actor} ({last.reason})"]

@@ -32,3 +32,9 @@ class MetricProvider(Protocol):
     async def query_by(self, query: str, label: str) -> dict[str, float]:
         """Run one query and return a value per value of `label` (counts by action)."""
         ...
+
+    async def query_pairs(
+        self, query: str, first: str, second: str
+    ) -> dict[tuple[str, str], float]:
+        """Run one query and return a value per (`first`, `second`) label pair (paired counts)."""
+        ...

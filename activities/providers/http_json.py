@@ -75,6 +75,15 @@ class HttpJsonProvider:
             f"({query!r}) needs Prometheus"
         )
 
+    async def query_pairs(
+        self, query: str, first: str, second: str
+    ) -> dict[tuple[str, str], float]:
+        """Not supported: this provider answers one number per query."""
+        raise ProviderError(
+            f"the http monitoring provider answers one number per query; a by-({first}, "
+            f"{second}) query ({query!r}) needs Prometheus"
+        )
+
     async def _get(self, query: str) -> httpx.Response:
         attempts = self._retries.attempts
         try:

@@ -95,10 +95,22 @@ class PrometheusProvider:
         Raises NoDataError when no series matched; a series without the label, a duplicate
         label value or a non-finite value is an error, never skipped.
         """
+        values = await self._labelled(query, (label,))
+        return {key[0]: value for key, value in values.items()}
+
+    async def query_pairs(
+        self, query: str, first: str, second: str
+    ) -> dict[tuple[str, str], float]:
+        """Run `query` and return one value per (`first`, `second`) label pair (a table)."""
+        values = await self._labelled(query, (first, second))
+        return {(key[0], key[1]): value for key, value in values.items()}
+
+    async def _labelled(self, query: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+        by = ", ".join(labels)
         response = await self._get(query)
         data = _object(self._decode(response, query).get("data"))
         if data is None or data.get("resultType") != "vector":
-            raise self._shape_error(query, f"a by-{label} query needs an instant vector")
+            raise self._shape_error(query, f"a by-({by}) query needs an instant vector")
         result = data.get("result")
         if not isinstance(result, list):
             raise self._shape_error(query, "its vector result is not a list")
@@ -106,16 +118,16 @@ class PrometheusProvider:
             raise NoDataError(
                 f"query {query!r} matched no series in Prometheus at {self._endpoint}"
             )
-        values: dict[str, float] = {}
+        values: dict[tuple[str, ...], float] = {}
         for item in result:
             series = _object(item) or {}
-            key = _labels(series.get("metric")).get(label)
-            if key is None or key in values:
+            found = _labels(series.get("metric"))
+            key = tuple(found.get(label) for label in labels)
+            if any(part is None for part in key) or key in values:
                 raise self._shape_error(
-                    query,
-                    f"each series needs its own `{label}` label; aggregate with sum by ({label})",
+                    query, f"each series needs its own ({by}) labels; aggregate with sum by ({by})"
                 )
-            values[key] = self._finite(series.get("value"), query)
+            values[tuple(str(part) for part in key)] = self._finite(series.get("value"), query)
         return values
 
     async def _get(self, query: str) -> httpx.Response:

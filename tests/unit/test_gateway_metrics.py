@@ -19,6 +19,7 @@ EXPECTED = {
     "lockgate_decision_latency_seconds_count": {"target", "arm"},
     "lockgate_decision_latency_seconds_sum": {"target", "arm"},
     "lockgate_shadow_agreements_total": {"target", "agree"},
+    "lockgate_shadow_pairs_total": {"target", "incumbent_action", "candidate_action"},
 }
 
 
@@ -28,7 +29,7 @@ def _record_one_of_each(metrics: GatewayMetrics) -> None:
     metrics.violation("offers", "candidate", "42", "discount_90")
     metrics.error("offers", "candidate", "42")
     metrics.latency("offers", "candidate", 0.003)
-    metrics.agreement("offers", agree=False)
+    metrics.shadow_pair("offers", "discount_10", "no_offer")
 
 
 def _samples(metrics: GatewayMetrics) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -58,16 +59,21 @@ def test_rewards_and_their_squares_are_summed() -> None:
     assert samples["lockgate_rewarded_decisions_total"][0][1] == 2.0
 
 
-def test_agreement_is_spelled_true_or_false() -> None:
+def test_shadow_pairs_count_the_table_and_agreement_is_its_diagonal() -> None:
     metrics = GatewayMetrics()
-    metrics.agreement("offers", agree=True)
-    metrics.agreement("offers", agree=False)
-    metrics.agreement("offers", agree=False)
+    metrics.shadow_pair("offers", "no_offer", "no_offer")
+    metrics.shadow_pair("offers", "no_offer", "discount_10")
+    metrics.shadow_pair("offers", "no_offer", "discount_10")
+    samples = _samples(metrics)
     agreements = {
-        labels["agree"]: value
-        for labels, value in _samples(metrics)["lockgate_shadow_agreements_total"]
+        labels["agree"]: value for labels, value in samples["lockgate_shadow_agreements_total"]
     }
     assert agreements == {"true": 1.0, "false": 2.0}
+    pairs = {
+        (labels["incumbent_action"], labels["candidate_action"]): value
+        for labels, value in samples["lockgate_shadow_pairs_total"]
+    }
+    assert pairs == {("no_offer", "no_offer"): 1.0, ("no_offer", "discount_10"): 2.0}
 
 
 def test_each_gateway_has_its_own_registry_never_the_global_one() -> None:

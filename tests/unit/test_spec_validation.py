@@ -465,6 +465,115 @@ REJECTED = [
         ],
         id="drift-without-limit",
     ),
+    # Offline gates, approvals, shadow triggers, notifications.
+    pytest.param(
+        variant(
+            {
+                "spec.candidate.uri": "http://127.0.0.1:8102",
+                "spec.stages": [
+                    stage("canary", 1),
+                    {"name": "offline", "offline_eval": {"log": "l.jsonl", "max_regression": 0.01}},
+                    FULL,
+                ],
+            }
+        ),
+        [
+            "spec.stages[1].offline_eval: an offline gate after a live stage comes too late: the "
+            "candidate has already met users; put offline stages first"
+        ],
+        id="offline-after-live",
+    ),
+    pytest.param(
+        variant(
+            {
+                "spec.stages": [
+                    {"name": "offline", "offline_eval": {"log": "l.jsonl", "max_regression": 0.01}},
+                    FULL,
+                ]
+            }
+        ),
+        [
+            "spec.stages[0].offline_eval.candidate_probabilities: the candidate's action "
+            "probabilities come from its policy server, but candidate.uri is not an http(s) URL; "
+            "set candidate.uri or name the log column that holds them in candidate_probabilities"
+        ],
+        id="offline-without-candidate-probabilities",
+    ),
+    pytest.param(
+        variant(
+            {
+                "spec.stages.0": {
+                    "name": "offline",
+                    "percent": 1,
+                    "offline_eval": {
+                        "log": "l.jsonl",
+                        "max_regression": 0.01,
+                        "candidate_probabilities": "p42",
+                    },
+                }
+            }
+        ),
+        ["spec.stages[0].percent: an offline stage moves no traffic; remove `percent` from it"],
+        id="offline-with-percent",
+    ),
+    pytest.param(
+        variant({"spec.stages.0.approval": {"approvers": ["bob"], "required": 2}}),
+        [
+            "spec.stages[0].approval: required is 2 but only 1 approver(s) are listed; lower "
+            "`required` or add approvers"
+        ],
+        id="approval-too-few-approvers",
+    ),
+    pytest.param(
+        variant({"spec.stages.0.approval": {"approvers": [], "timeout": "1h"}}),
+        [
+            "spec.stages[0].approval.approvers: "
+            "List should have at least 1 item after validation, not 0"
+        ],
+        id="approval-nobody",
+    ),
+    pytest.param(
+        variant(
+            {
+                "spec.rollback_triggers.0": {
+                    "name": "agreement",
+                    "modes": ["split"],
+                    "shadow": {"min_agreement": 0.8},
+                }
+            }
+        ),
+        [
+            "spec.rollback_triggers[0]: a shadow trigger judges paired shadow decisions only; "
+            "set modes: [shadow]"
+        ],
+        id="shadow-trigger-in-split",
+    ),
+    pytest.param(
+        variant({"spec.rollback_triggers.0": {"name": "agreement", "shadow": {"alpha": 0.01}}}),
+        [
+            "spec.rollback_triggers[0].shadow: "
+            "a shadow rule needs min_agreement, max_js, max_psi or max_out_of_support"
+        ],
+        id="shadow-without-limit",
+    ),
+    pytest.param(
+        variant({"spec.rollback_triggers.0.modes": ["offline"]}),
+        [
+            "spec.rollback_triggers[0].modes: offline stages are judged by their offline_eval, "
+            "not by rollback triggers; use shadow and/or split"
+        ],
+        id="trigger-for-offline",
+    ),
+    pytest.param(
+        variant({"spec.notify": [{"type": "webhook", "url": "ftp://x", "events": ["oops"]}]}),
+        [
+            "spec.notify[0].webhook.url: 'ftp://x' is not an http(s) URL; write it like "
+            "http://127.0.0.1:8080",
+            "spec.notify[0].webhook.events[0]: use 'stage_started', 'approval_needed', 'paused', "
+            "'held', 'rolled_back' or 'completed' (got 'oops')",
+        ],
+        id="notify-bad-webhook",
+    ),
     pytest.param(
         variant({"spec": None}),
         ["spec: expected a mapping (key: value), got nothing (an empty value)"],
