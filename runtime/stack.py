@@ -103,7 +103,13 @@ class DemoStack:
             await self._start_prometheus()
 
     async def start_traffic(
-        self, target: str, scenario: str, *, rate: float = 100.0, seed: int = 7
+        self,
+        target: str,
+        scenario: str,
+        *,
+        rate: float = 100.0,
+        seed: int = 7,
+        regression_fraction: float | None = None,
     ) -> ManagedProcess:
         """Start the simulated world sending decisions and rewards for `target`."""
         command = [
@@ -111,6 +117,8 @@ class DemoStack:
             "--gateway", self.gateway_url, "--target", target, "--scenario", scenario,
             "--rate", f"{rate:g}", "--seed", str(seed),
         ]  # fmt: skip
+        if regression_fraction is not None:
+            command += ["--regression-fraction", f"{regression_fraction:.6f}"]
         return self._spawn(f"simulator-{target}", command).start()
 
     async def restart_candidate(self, scenario: str) -> None:

@@ -427,6 +427,8 @@ class RolloutWorkflow:
             assessment.action.value,
             assessment.reason,
         )
+        if assessment.action is Action.ADVANCE and state.paused_by is None:
+            self._audit(AUTOMATIC, "advance", assessment.reason, evidence=result.gate)
         if assessment.action is Action.ROLLBACK:
             actor = f"trigger:{assessment.tripped}" if assessment.tripped else AUTOMATIC
             tripped = [v for v in result.verdicts if v.trigger == assessment.tripped]

@@ -18,12 +18,13 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from analysis.thresholds import breach
-from rollout_specs import RolloutSpec, render
+from rollout_specs import RolloutSpec, parse_spec, render
 from runtime.client import connect
 from runtime.processes import ManagedProcess
 from runtime.rollouts import query_status, submit_rollout
 from runtime.settings import Settings
 from runtime.stack import DemoStack, StackPorts, demo_spec
+from simulator.scenarios import scenario
 from simulator.world import World
 from tests.helpers.waiting import wait_until
 from workflows.messages import StatusResult
@@ -112,12 +113,21 @@ async def test_a_healthy_candidate_is_promoted_and_then_serves_everyone(
     status = await query_status(client, spec.spec.target)
     assert [s.outcome for s in status.state.stages] == ["advanced"] * len(spec.spec.stages)
     assert await _decide(stack, spec.spec.target) == {"42"}
+    # The stage with advance_when advanced on shown non-inferiority, not on silence.
+    gated = next(s for s in spec.spec.stages if s.advance_when is not None)
+    advance = next(e for e in status.state.audit if e.action == "advance" and e.stage == gated.name)
+    assert advance.evidence is not None
+    assert advance.evidence.trigger == "advance_when:reward"
+    assert advance.evidence.outcome.value == "pass"
+    assert advance.evidence.evidence is not None
+    assert advance.evidence.evidence.lower is not None
+    assert advance.evidence.evidence.lower > -gated.advance_when.margin  # type: ignore[union-attr]
 
 
 async def _route_reset(stack: DemoStack, target: str) -> float | None:
     async with httpx.AsyncClient(timeout=5) as http:
         route = (await http.get(f"{stack.gateway_url}/v1/targets/{target}/route")).json()
-    return time.monotonic() if route["mode"] == "off" else None
+    return time.monotonic() if route.get("mode") == "off" else None
 
 
 async def test_guardrail_violations_roll_back_soon_after_prometheus_sees_them(
@@ -183,6 +193,65 @@ async def test_a_reward_regression_is_rolled_back_by_the_sequential_test(
     print(
         f"\nregression: candidate serving -> route reset: {reset_at - harm_from:.2f}s "
         f"(n candidate {verdict.evidence.n_candidate}; {verdict.detail})"
+    )
+
+
+@pytest.mark.timeout(360)
+async def test_a_five_percent_reward_regression_is_rolled_back(
+    stack: DemoStack, client: Client, traffic: list[ManagedProcess]
+) -> None:
+    """A candidate converting 5% less than the incumbent is caught at 50/50 by the compare test.
+
+    The candidate artifact is better than the incumbent on its own, so the world takes away the
+    share of its conversions that leaves it exactly 5% (relative) below the incumbent.
+    """
+    healthy = scenario("healthy").arm_values(20_000)
+    fraction = 1.0 - 0.95 * healthy.incumbent / healthy.candidate
+    values = scenario("regression", regression_fraction=fraction).arm_values(20_000)
+    assert values.candidate / values.incumbent == pytest.approx(0.95, abs=0.002)
+
+    target = f"offers-five-{uuid.uuid4().hex[:6]}"
+    document = demo_spec(stack, target=target, fast=True).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    body = document["spec"]
+    body["stages"] = [
+        {"name": "half", "percent": 50, "min_duration": "1h", "expected_samples": 16_000},
+        {"name": "full", "percent": 100, "min_duration": "6s"},
+    ]
+    error_rate = next(t for t in body["rollback_triggers"] if t["name"] == "error-rate")
+    body["rollback_triggers"] = [
+        error_rate,
+        {
+            "name": "reward-regression",
+            "compare": {"metric": "reward", "max_drop": 0.01, "relative": True},
+        }
+    ]
+    spec = parse_spec(document, "five percent regression")
+    await stack.restart_candidate("regression")
+    traffic.append(
+        await stack.start_traffic(target, "regression", rate=300, regression_fraction=fraction)
+    )
+    await submit_rollout(client, spec, submitted_by="e2e", task_queue="lockgate")
+
+    async def candidate_serving() -> float | None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            route = (await http.get(f"{stack.gateway_url}/v1/targets/{target}/route")).json()
+        return time.monotonic() if route.get("mode") == "split" else None
+
+    harm_from = await wait_until(candidate_serving, timeout=60, what="the candidate serving")
+    reset_at = await wait_until(
+        lambda: _route_reset(stack, target), timeout=300, interval=0.2, what="the route reset"
+    )
+    status = await _assert_rolled_back(stack, client, spec, "trigger:reward-regression")
+    evidence = next(e.evidence for e in status.state.audit if e.action == "rollback")
+    assert evidence is not None
+    assert evidence.evidence is not None
+    assert evidence.evidence.upper is not None
+    assert evidence.evidence.upper < -0.01, "a relative drop beyond max_drop was established"
+    print(
+        f"\n5% regression: candidate serving -> route reset {reset_at - harm_from:.1f}s, n per arm "
+        f"{evidence.evidence.n_incumbent}/{evidence.evidence.n_candidate}: {evidence.detail}"
     )
 
 
