@@ -13,19 +13,23 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError
 
 from rollout_specs import RolloutSpec, SpecError, dump_schema, format_duration, load_spec
 from runtime.client import connect
 from runtime.demo import EXPECTED_PHASE, DemoOptions, run_demo
+from runtime.history import AuditTrail, HistoryUnreadable, fetch_audit_trail, fetch_record
 from runtime.rollouts import (
     CommandRefused,
     RolloutAlreadyRunning,
@@ -79,7 +83,13 @@ def _run(work: Callable[[Client], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except (RolloutAlreadyRunning, RolloutNotFound, CommandRefused, _Unreachable) as exc:
+    except (
+        RolloutAlreadyRunning,
+        RolloutNotFound,
+        CommandRefused,
+        HistoryUnreadable,
+        _Unreachable,
+    ) as exc:
         _fail(str(exc))
     except RPCError as exc:
         _fail(f"Temporal refused the request: {exc}")
@@ -300,6 +310,69 @@ def list_rollouts(
             execution.status.name.lower() if execution.status else "",
         )
     out.print(table)
+
+
+@app.command()
+def history(
+    target: TargetArgument,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+) -> None:
+    """Show a rollout's whole audit trail: every command and automatic decision, who and why."""
+    if output not in ("table", "json"):
+        raise typer.BadParameter("use table or json", param_hint="--output")
+    trail = _run(lambda client: fetch_audit_trail(client, target))
+    for note in trail.notes:
+        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
+    if output == "json":
+        print(trail.model_dump_json(indent=2))
+    else:
+        out.print(render_audit(trail))
+
+
+def render_audit(trail: AuditTrail) -> Table:
+    """The audit trail as one rich table; cells are plain text, never rich markup."""
+    source = "" if trail.complete else ", rebuilt from history"
+    table = Table(
+        title=f"audit trail of {trail.workflow_id} ({trail.phase}{source})",
+        title_justify="left",
+        caption=trail.outcome,
+        caption_justify="left",
+    )
+    for column in ("at (UTC)", "who", "action", "stage", "reason"):
+        table.add_column(column)
+    for entry in trail.entries:
+        cells = (f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.actor, entry.action, entry.stage or "")
+        table.add_row(*(Text(cell) for cell in (*cells, entry.reason)))
+    return table
+
+
+@app.command()
+def report(
+    target: TargetArgument,
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="HTML file to write (default: lockgate-report-<target>.html)."),
+    ] = None,
+) -> None:
+    """Write a rollout's report: one self-contained HTML page with plots, stages and audit."""
+    # matplotlib takes a moment to import; only this command needs it.
+    from runtime.report import render_report
+
+    record = _run(lambda client: fetch_record(client, target))
+    path = out_path or Path(f"lockgate-report-{target}.html")
+    page = render_report(record, generated_at=datetime.now(UTC))
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write the report to {path}: {exc}")
+    for note in record.notes:
+        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
+    out.print(
+        f"wrote {path}: {record.state.phase.value}, {len(record.checks)} checks over "
+        f"{len(record.run_ids)} run(s), {len(record.spec.spec.rollback_triggers)} trigger plot(s)",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()

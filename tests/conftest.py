@@ -44,6 +44,23 @@ def client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
 
 
+@pytest_asyncio.fixture(scope="module")
+async def short_history_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server that suggests continue-as-new after 60 events instead of 4,096."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_temporal_cli(),
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=60",
+        ],
+    )
+    async with env:
+        yield env
+
+
 @pytest.fixture
 def router() -> Iterator[RouterServer]:
     with RouterServer() as server:

@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from tests.conftest import spec_document
 from tests.e2e.processes import ROOT
-from tests.helpers.servers import MetricsServer, RouterServer
+from tests.helpers.servers import MetricsServer, RouterServer, WebhookServer
 from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
@@ -141,3 +141,65 @@ async def test_a_command_without_a_reason_is_a_usage_error(client: Client) -> No
     result = await lockgate("pause", "anything", client=client)
     assert result.returncode == 2
     assert "--reason" in result.stderr
+
+
+async def test_an_approval_a_pause_and_a_webhook_as_a_release_engineer_sees_them(
+    tmp_path: Path,
+    client: Client,
+    router: RouterServer,
+    metrics: MetricsServer,
+    task_queue: str,
+) -> None:
+    metrics.set("error_rate", 0.0)
+    with WebhookServer() as webhook:
+        document = spec_document(router.url, metrics.url)
+        document["spec"]["stages"][1]["approval"] = {"approvers": ["alice", "bob"]}
+        document["spec"]["notify"] = [{"type": "webhook", "url": webhook.url}]
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(yaml.safe_dump(document), encoding="utf-8")
+        target = document["spec"]["target"]
+        run = functools.partial(lockgate, client=client, task_queue=task_queue)
+
+        submitted = await run("submit", str(spec), "--as", "alice")
+        assert submitted.returncode == 0, submitted.stderr
+        await wait_until(
+            lambda: "approval_needed" in webhook.events(), what="the approval_needed webhook"
+        )
+        asked = next(b for b in webhook.received if b["event"] == "approval_needed")
+        assert asked["stage"] == "canary"
+        assert "1 of alice, bob must approve stage canary" in asked["text"]
+
+        self_approval = await run("approve", target, "--reason", "mine", "--as", "alice")
+        assert self_approval.returncode == 1
+        assert "four eyes: alice submitted this rollout and cannot approve it" in (
+            self_approval.stderr
+        )
+        paused = await run("pause", target, "--reason", "wait for the on-call", "--as", "bob")
+        assert paused.returncode == 0, paused.stderr
+        approved = await run("approve", target, "--reason", "numbers look fine", "--as", "bob")
+        assert approved.returncode == 0, approved.stderr
+        assert "stage canary starts now" in approved.stdout
+        # Approved but paused: no traffic moves until the pause is lifted.
+        status = json.loads((await run("status", target, "--output", "json")).stdout)["state"]
+        assert status["phase"] == "paused"
+        assert [r["mode"] for r in router.history] == ["shadow"]
+
+        resumed = await run("resume", target, "--reason", "on-call is here", "--as", "bob")
+        assert resumed.returncode == 0, resumed.stderr
+        await wait_until(
+            lambda: (router.current(target) or {}).get("percent") == 10, what="the canary"
+        )
+        await wait_until(
+            lambda: webhook.events().count("stage_started") >= 2, what="canary stage_started"
+        )
+        rolled = await run("rollback", target, "--reason", "demo over", "--as", "bob")
+        assert rolled.returncode == 0, rolled.stderr
+        await wait_until(lambda: "rolled_back" in webhook.events(), what="the rolled_back hook")
+
+    events = webhook.events()
+    assert events.index("approval_needed") < events.index("paused") < events.index("rolled_back")
+    state = json.loads((await run("status", target, "--output", "json")).stdout)["state"]
+    trail = [(e["actor"], e["action"]) for e in state["audit"]]
+    for step in [("bob", "pause"), ("bob", "approve"), ("bob", "resume"), ("bob", "rollback")]:
+        assert step in trail
+    assert ("alice", "approve") not in trail, "a refused command leaves no trace as done"

@@ -225,7 +225,7 @@ async def test_a_five_percent_reward_regression_is_rolled_back(
         {
             "name": "reward-regression",
             "compare": {"metric": "reward", "max_drop": 0.01, "relative": True},
-        }
+        },
     ]
     spec = parse_spec(document, "five percent regression")
     await stack.restart_candidate("regression")

@@ -25,6 +25,7 @@ from rollout_specs import (
     DriftRule,
     PrometheusMonitoring,
     RollbackTrigger,
+    ShadowRule,
     Threshold,
 )
 
@@ -56,7 +57,22 @@ def test_describe_threshold() -> None:
     assert describe_threshold(250, 0) == "in [0, 250]"
 
 
-class _Answer:
+class _Unasked:
+    """Base of provider stand-ins: a kind of query the judge should not send fails the test."""
+
+    async def query(self, query: str) -> Sample:
+        raise AssertionError(f"unexpected single-number query {query!r}")
+
+    async def query_by(self, query: str, label: str) -> dict[str, float]:
+        raise AssertionError(f"unexpected by-{label} query {query!r}")
+
+    async def query_pairs(
+        self, query: str, first: str, second: str
+    ) -> dict[tuple[str, str], float]:
+        raise AssertionError(f"unexpected paired query {query!r}")
+
+
+class _Answer(_Unasked):
     """A provider stand-in answering one fixed thing (unit test of judge_trigger only)."""
 
     def __init__(self, answer: float | Exception) -> None:
@@ -68,9 +84,6 @@ class _Answer:
         if isinstance(self.answer, Exception):
             raise self.answer
         return Sample(value=self.answer)
-
-    async def query_by(self, query: str, label: str) -> dict[str, float]:
-        raise AssertionError("a threshold trigger asks for one number")
 
 
 TRIGGER = RollbackTrigger(
@@ -109,7 +122,7 @@ async def test_a_missing_template_value_is_an_error_and_nothing_is_queried() -> 
     assert provider.queries == []
 
 
-class _Arms:
+class _Arms(_Unasked):
     """Answers the built-in reward metric's per-arm queries from fixed sufficient statistics."""
 
     def __init__(self, arms: dict[str, tuple[float, float]]) -> None:
@@ -121,9 +134,6 @@ class _Arms:
         if "rewarded_decisions" in query:
             return Sample(value=n)
         return Sample(value=total)
-
-    async def query_by(self, query: str, label: str) -> dict[str, float]:
-        raise AssertionError("a compare trigger asks for one number per query")
 
 
 def _compare_check(monitoring: PrometheusMonitoring) -> CheckInput:
@@ -180,14 +190,11 @@ async def test_a_compare_trigger_judges_both_arms_and_keeps_its_evidence(
         assert verdict.evidence.upper < -0.05
 
 
-class _Actions:
+class _Actions(_Unasked):
     """Answers per-arm decision counts by action (unit test of the drift judging only)."""
 
     def __init__(self, counts: dict[str, dict[str, float]]) -> None:
         self.counts = counts
-
-    async def query(self, query: str) -> Sample:
-        raise AssertionError("a drift trigger asks for counts by action")
 
     async def query_by(self, query: str, label: str) -> dict[str, float]:
         assert label == "action"
@@ -222,3 +229,55 @@ async def test_a_drift_trigger_compares_action_distributions(
     assert verdict.outcome is outcome, verdict.detail
     assert detail in verdict.detail
     assert verdict.awaiting_evidence is (outcome is Outcome.INCONCLUSIVE)
+
+
+class _Pairs(_Unasked):
+    """Answers the shadow pair table (unit test of the shadow judging only)."""
+
+    def __init__(self, pairs: dict[tuple[str, str], float] | Exception) -> None:
+        self.pairs = pairs
+        self.asked: list[tuple[str, str, str]] = []
+
+    async def query_pairs(
+        self, query: str, first: str, second: str
+    ) -> dict[tuple[str, str], float]:
+        self.asked.append((query, first, second))
+        if isinstance(self.pairs, Exception):
+            raise self.pairs
+        return self.pairs
+
+
+@pytest.mark.parametrize(
+    ("pairs", "outcome", "detail"),
+    [
+        ({("none", "none"): 900, ("none", "discount_10"): 60, ("discount_10", "none"): 40},
+         Outcome.PASS, "agreement 0.900"),
+        ({("none", "none"): 400, ("none", "discount_10"): 600}, Outcome.FAIL, "agreement <= "),
+        ({("none", "none"): 40, ("none", "discount_10"): 10}, Outcome.INCONCLUSIVE, "not enough"),
+        (NoDataError("no series"), Outcome.INCONCLUSIVE, "no data"),
+    ],
+)  # fmt: skip
+async def test_a_shadow_trigger_judges_the_paired_table_with_its_evidence(
+    pairs: dict[tuple[str, str], float] | Exception, outcome: Outcome, detail: str
+) -> None:
+    trigger = RollbackTrigger(
+        name="shadow-actions", shadow=ShadowRule(min_agreement=0.8, min_samples=500)
+    )
+    check = _compare_check(PrometheusMonitoring(type="prometheus", url="http://127.0.0.1:9"))
+    check = check.model_copy(update={"triggers": [trigger]})
+    provider = _Pairs(pairs)
+    async with httpx.AsyncClient() as client:
+        registry = BackendRegistry(client, providers={"prometheus": lambda config, http: provider})
+        result = await ActivityEnvironment().run(CheckActivities(registry).run_checks, check)
+    verdict = result.verdicts[0]
+    assert verdict.outcome is outcome, verdict.detail
+    assert detail in verdict.detail
+    query, first, second = provider.asked[0]
+    assert (first, second) == ("incumbent_action", "candidate_action")
+    assert f'target="{check.variables["target"]}"' in query
+    if not isinstance(pairs, Exception):
+        assert verdict.evidence is not None
+        assert verdict.evidence.n_candidate == sum(pairs.values())
+        assert verdict.awaiting_evidence is (outcome is Outcome.INCONCLUSIVE)
+    else:
+        assert not verdict.awaiting_evidence, "missing data is no evidence, not a test deciding"

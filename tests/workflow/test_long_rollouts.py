@@ -15,13 +15,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import BackendRegistry
 from runtime.client import ensure_search_attributes
-from runtime.embedded import find_temporal_cli
 from runtime.rollouts import submit_rollout
 from tests.conftest import build_spec, record_history, spec_document
 from tests.helpers.servers import MetricsServer, RouterServer
 from worker import build_worker, http_client
 from workflows.state import Phase
-from workflows.visibility import SEARCH_ATTRIBUTES
 
 
 def _test_server() -> str:
@@ -39,23 +37,6 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     async with env:
         await ensure_search_attributes(env.client)
-        yield env
-
-
-@pytest_asyncio.fixture(scope="module")
-async def short_history_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A dev server that suggests continue-as-new after 60 events instead of 4,096."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_temporal_cli(),
-        data_converter=pydantic_data_converter,
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "limit.historyCount.suggestContinueAsNew=60",
-        ],
-    )
-    async with env:
         yield env
 
 
