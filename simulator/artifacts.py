@@ -11,7 +11,13 @@ intercepts) and its temperature sets how greedily it acts on them:
   best, held back only by a penalty on it: it picks the blocked action in about 5 % of decisions,
   so a reward metric alone would rate it *higher* (0.561) and only the guardrail catches it.
 
-Neither of the first two ever picks `discount_90` (a logit of -30 / temperature: e^-85 or less).
+- `candidate-broken.json` (42) was trained with a sign error: every coefficient negated. It is
+  far worse (0.420); the offline gate must refuse it before it meets a single user.
+- `candidate-drifting.json` (42) knows the law but over-promotes `free_shipping` (+0.8 on its
+  logit): close to the incumbent in value (0.512, within a 0.03 offline margin) yet picking free
+  shipping twice as often (JS 0.05 against the incumbent's shares); shadow must catch the drift.
+
+None but the violating one ever picks `discount_90` (a logit of -30 / temperature: e^-85 or less).
 The files in `simulator/artifacts/` are this module's output, checked by a unit test; regenerate
 them with `python -m simulator make-artifacts` after changing the world.
 """
@@ -38,7 +44,13 @@ __all__ = [
 
 ARTIFACTS_DIR: Final = Path(__file__).resolve().parent / "artifacts"
 """Where the committed artifacts live (the demo's policy servers serve these files)."""
-ARTIFACT_FILES: Final = ("incumbent.json", "candidate.json", "candidate-violating.json")
+ARTIFACT_FILES: Final = (
+    "incumbent.json",
+    "candidate.json",
+    "candidate-violating.json",
+    "candidate-broken.json",
+    "candidate-drifting.json",
+)
 
 POLICY_NAME: Final = "offers"
 NEVER: Final = -30.0
@@ -49,6 +61,9 @@ INCUMBENT_RECENCY_WEIGHT: Final = 0.5
 CANDIDATE_TEMPERATURE: Final = 0.25
 VIOLATION_PENALTY: Final = 1.6
 """Subtracted from `discount_90`'s modelled logit: leaves it about 5 % of decisions."""
+DRIFT_ACTION: Final = "free_shipping"
+DRIFT_BOOST: Final = 0.8
+"""Added to the drifting candidate's `free_shipping` logit."""
 
 
 def _policy(
@@ -66,7 +81,7 @@ def _policy(
 
 
 def make_artifacts() -> dict[str, SoftmaxPolicy]:
-    """The three demo policies, by file name (in ARTIFACT_FILES order)."""
+    """The demo policies, by file name (in ARTIFACT_FILES order)."""
     blocked = ACTIONS.index(BLOCKED_ACTION)
 
     stale = COEFFICIENTS.copy()
@@ -82,12 +97,19 @@ def make_artifacts() -> dict[str, SoftmaxPolicy]:
 
     tempted_bias = INTERCEPTS.copy()
     tempted_bias[blocked] -= VIOLATION_PENALTY
+
+    inverted = -COEFFICIENTS
+    inverted[blocked] = 0.0
+    boosted_bias = candidate_bias.copy()
+    boosted_bias[ACTIONS.index(DRIFT_ACTION)] += DRIFT_BOOST
     return {
         "incumbent.json": _policy("41", stale, incumbent_bias, INCUMBENT_TEMPERATURE),
         "candidate.json": _policy("42", known, candidate_bias, CANDIDATE_TEMPERATURE),
         "candidate-violating.json": _policy(
             "42", COEFFICIENTS.copy(), tempted_bias, CANDIDATE_TEMPERATURE
         ),
+        "candidate-broken.json": _policy("42", inverted, candidate_bias, CANDIDATE_TEMPERATURE),
+        "candidate-drifting.json": _policy("42", known.copy(), boosted_bias, CANDIDATE_TEMPERATURE),
     }
 
 

@@ -8,6 +8,10 @@
   it annoys into churning; only the live reward of the candidate arm reveals it.
 - `violations`: the candidate picks `discount_90`, the blocked action, in about 5 % of decisions;
   the gateway's guardrail serves the incumbent's action instead and counts a violation.
+- `broken`: a candidate trained with a sign error, far worse on the logged decisions; the
+  offline gate refuses it and no user ever sees it.
+- `drifting`: a candidate close in value but over-promoting free shipping; it passes the offline
+  gate and the paired shadow analysis refuses its drifting actions.
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ from simulator.world import BLOCKED_ACTION, REGIONS, World
 
 __all__ = ["DEFAULT_REGRESSION_FRACTION", "SCENARIOS", "ArmValues", "Scenario", "scenario"]
 
-ScenarioName = Literal["healthy", "regression", "violations"]
-SCENARIOS: Final[tuple[ScenarioName, ...]] = ("healthy", "regression", "violations")
+ScenarioName = Literal["healthy", "regression", "violations", "broken", "drifting"]
+SCENARIOS: Final[tuple[ScenarioName, ...]] = (
+    "healthy",
+    "regression",
+    "violations",
+    "broken",
+    "drifting",
+)
 DEFAULT_REGRESSION_FRACTION: Final = 0.3
 
 _CANDIDATE_ARTIFACTS: Final = MappingProxyType(
@@ -31,6 +41,8 @@ _CANDIDATE_ARTIFACTS: Final = MappingProxyType(
         "healthy": "candidate.json",
         "regression": "candidate.json",
         "violations": "candidate-violating.json",
+        "broken": "candidate-broken.json",
+        "drifting": "candidate-drifting.json",
     }
 )
 
@@ -116,10 +128,9 @@ def scenario(
         ValueError: Unknown name or region, or a fraction outside (0, 1); the message says
             what is allowed.
     """
-    if name == "healthy":
-        return Scenario("healthy", _CANDIDATE_ARTIFACTS["healthy"])
-    if name == "violations":
-        return Scenario("violations", _CANDIDATE_ARTIFACTS["violations"])
+    for plain in ("healthy", "violations", "broken", "drifting"):
+        if name == plain:
+            return Scenario(plain, _CANDIDATE_ARTIFACTS[plain])
     if name != "regression":
         raise ValueError(f"unknown scenario {name!r}; use one of {', '.join(SCENARIOS)}")
     if not 0.0 < regression_fraction < 1.0:

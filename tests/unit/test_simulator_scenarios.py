@@ -57,16 +57,28 @@ def test_versions_and_blocked_action_shares_are_as_named() -> None:
         "incumbent.json": "41",
         "candidate.json": "42",
         "candidate-violating.json": "42",
+        "candidate-broken.json": "42",
+        "candidate-drifting.json": "42",
     }
     assert shares["incumbent.json"] < 1e-30
+    assert shares["candidate-broken.json"] < 1e-30
+    assert shares["candidate-drifting.json"] < 1e-30
+    free = ACTIONS.index("free_shipping")
+    boosted, usual = (
+        float(load_artifact(name).action_probabilities(contexts)[:, free].mean())
+        for name in ("candidate-drifting.json", "incumbent.json")
+    )
+    assert boosted > 1.8 * usual  # drifting: free shipping about twice as often
     assert shares["candidate.json"] < 1e-30
     assert 0.03 < shares["candidate-violating.json"] < 0.08  # a few violations a second in a demo
 
 
 def test_true_values_are_ordered_as_the_scenarios_claim() -> None:
-    incumbent, candidate, violating = (
+    incumbent, candidate, violating, broken, drifting = (
         World.true_value(load_artifact(name)) for name in ARTIFACT_FILES
     )
+    assert broken < incumbent - 0.05  # broken: far worse, for the offline gate to refuse
+    assert incumbent - 0.03 < drifting < incumbent  # drifting: close in value, not in actions
     assert 1.02 < candidate / incumbent < 1.05  # healthy: slightly, really better
     # violations: reward alone would prefer the violating candidate; only a guardrail stops it
     assert violating > candidate > incumbent
@@ -124,7 +136,7 @@ def test_the_regression_harms_only_the_candidate_and_only_in_its_region() -> Non
     eu = scenario("regression", regression_fraction=0.5, region="eu-west-1")
     assert eu.candidate_region_factors() == {"eu-west-1": 0.5, "us-east-1": 1.0, "ap-south-1": 1.0}
     assert eu.reward_factor("incumbent", "eu-west-1") == 1.0
-    for name in ("healthy", "violations"):
+    for name in ("healthy", "violations", "broken", "drifting"):
         assert set(scenario(name).candidate_region_factors().values()) == {1.0}
 
 
@@ -134,6 +146,8 @@ def test_each_scenario_serves_a_committed_artifact() -> None:
         "healthy": "candidate.json",
         "regression": "candidate.json",
         "violations": "candidate-violating.json",
+        "broken": "candidate-broken.json",
+        "drifting": "candidate-drifting.json",
     }
     assert all((ARTIFACTS_DIR / artifact).is_file() for artifact in artifacts.values())
 
