@@ -23,6 +23,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.checks import CheckActivities
 from activities.notify import NotifyActivities
+from activities.offline_eval import OfflineEvalActivities
 from activities.registry import BackendRegistry
 from activities.routing import RoutingActivities
 from runtime.client import connect, ensure_search_attributes
@@ -57,11 +58,12 @@ def build_worker(client: Client, task_queue: str, backends: BackendRegistry) -> 
     checks = CheckActivities(backends)
     routing = RoutingActivities(backends)
     notify = NotifyActivities(backends.http)
+    offline = OfflineEvalActivities(backends.http)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[RolloutWorkflow],
-        activities=[checks.run_checks, routing.apply_route, notify.notify],
+        activities=[checks.run_checks, routing.apply_route, notify.notify, offline.offline_eval],
         workflow_runner=workflow_runner(),
         # After a kill -9 the server waits this long on the dead worker's sticky queue; the
         # default 10 s stalls every rollout whose next task comes due in that window.

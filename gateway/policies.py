@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -154,6 +154,29 @@ class LinearSoftmaxPolicy:
         )
         exponentials = np.exp(logits - logits.max())  # shifted: no overflow for large logits
         result: npt.NDArray[np.float64] = exponentials / exponentials.sum()
+        return result
+
+    def batch_probabilities(
+        self, contexts: Sequence[Mapping[str, object]]
+    ) -> npt.NDArray[np.float64]:
+        """The probability of each action (columns in artifact order) in each of many contexts.
+
+        One matrix product and one softmax for the whole batch, so that scoring a logged
+        decision log (offline evaluation) costs a request per thousands of rows, not per row.
+
+        Raises:
+            ContextError: A context cannot be fed to the policy; the message starts with its
+                index, `contexts[i]: ...`.
+        """
+        features = np.empty((len(contexts), len(self._features)), dtype=np.float64)
+        for index, context in enumerate(contexts):
+            try:
+                features[index] = self.feature_vector(context)
+            except ContextError as exc:
+                raise ContextError(f"contexts[{index}]: {exc}") from exc
+        logits = (features @ self._weights.T + self._bias) * self._inverse_temperature
+        exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
+        result: npt.NDArray[np.float64] = exponentials / exponentials.sum(axis=1, keepdims=True)
         return result
 
     def act(

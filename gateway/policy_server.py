@@ -2,6 +2,8 @@
 
 The gateway reaches policies only over HTTP, so the incumbent and the candidate of the demo and
 of the tests are separate servers, and a candidate that is down is a real connection failure.
+`POST /act` also scores a batch of contexts at once, which is how the offline gate asks a
+candidate for its probabilities over a whole decision log.
 
     python -m gateway.policy_server --policy offers-42.json --port 8102 [--host 127.0.0.1]
 """
@@ -12,6 +14,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Final
 
 import numpy as np
 from starlette.applications import Starlette
@@ -22,7 +25,10 @@ from starlette.routing import Route
 from gateway.policies import ArtifactError, ContextError, LinearSoftmaxPolicy, load_policy
 from gateway.serving import serve
 
-__all__ = ["create_policy_app", "main"]
+__all__ = ["MAX_BATCH", "create_policy_app", "main"]
+
+MAX_BATCH: Final = 10_000
+"""Most contexts one batch request may carry, so one request cannot hold the server for long."""
 
 
 def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> Starlette:
@@ -30,7 +36,10 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
 
     `POST /act` with `{"context": {feature: number}}` answers
     `{"action", "probabilities": {action: p}, "version"}`, or 422 with a `detail` naming what is
-    wrong with the context. `GET /healthz` answers the policy's name, version and actions.
+    wrong with the context. The batch form, `{"contexts": [{feature: number}, ...]}` (at most
+    MAX_BATCH), answers `{"probabilities": [{action: p}, ...], "version"}` in the same order and
+    samples no action: it is for scoring logged contexts, computed in one vectorised pass.
+    `GET /healthz` answers the policy's name, version and actions.
 
     Args:
         policy: The policy to serve.
@@ -48,9 +57,13 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
             body = json.loads(await request.body())
         except ValueError as exc:
             return _unprocessable(f"the body is not JSON: {exc}")
+        if isinstance(body, dict) and "contexts" in body:
+            return _score(body["contexts"])
         context = body.get("context") if isinstance(body, dict) else None
         if not isinstance(context, dict):
-            return _unprocessable('send {"context": {feature: number, ...}}')
+            return _unprocessable(
+                'send {"context": {feature: number, ...}} or {"contexts": [{...}, ...]}'
+            )
         try:
             action, probabilities = policy.act(context, rng)
         except ContextError as exc:
@@ -58,6 +71,21 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
         return JSONResponse(
             {"action": action, "probabilities": probabilities, "version": policy.version}
         )
+
+    def _score(contexts: Any) -> JSONResponse:
+        if not isinstance(contexts, list) or not all(isinstance(c, dict) for c in contexts):
+            return _unprocessable('send {"contexts": [{feature: number, ...}, ...]}')
+        if len(contexts) > MAX_BATCH:
+            return _unprocessable(
+                f"{len(contexts)} contexts in one request; send at most {MAX_BATCH} per request"
+            )
+        try:
+            matrix = policy.batch_probabilities(contexts)
+        except ContextError as exc:
+            return _unprocessable(str(exc))
+        actions = policy.actions
+        rows = [dict(zip(actions, row, strict=True)) for row in matrix.tolist()]
+        return JSONResponse({"probabilities": rows, "version": policy.version})
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", **identity})

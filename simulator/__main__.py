@@ -3,7 +3,8 @@ r"""`python -m simulator run|make-artifacts|write-log|values`: the simulated wor
     python -m simulator run --gateway http://127.0.0.1:8080 --target offers --scenario healthy \
         [--rate 50] [--duration SECONDS] [--seed 7] [--regression-fraction 0.3] [--region R]
     python -m simulator make-artifacts [--out simulator/artifacts]
-    python -m simulator write-log --out logs/offers.jsonl --rows 10000 --seed 1 [--epsilon 0.1]
+    python -m simulator write-log --out logs/offers.jsonl --rows 10000 --seed 1 [--epsilon 0.1] \
+        [--candidate candidate.json]      (--out logs/offers.parquet writes Parquet)
     python -m simulator values [--scenario healthy]
 
 `run` drives traffic until `--duration` passes, or until SIGINT/SIGTERM without one, and prints
@@ -19,9 +20,10 @@ import signal
 import sys
 from pathlib import Path
 
-from simulator.artifacts import ARTIFACTS_DIR, write_artifacts
+from simulator.artifacts import ARTIFACT_FILES, ARTIFACTS_DIR, load_artifact, write_artifacts
 from simulator.driver import DriveConfig, Driver
-from simulator.offline_log import DEFAULT_EPSILON, write_log
+from simulator.offline_log import CANDIDATE_COLUMN, DEFAULT_EPSILON, write_log
+from simulator.policy import SoftmaxPolicy
 from simulator.scenarios import DEFAULT_REGRESSION_FRACTION, SCENARIOS, scenario
 from simulator.world import REGIONS
 
@@ -52,6 +54,24 @@ def _run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     print(f"simulator {args.scenario} -> {args.target}: {driver.report.summary()}", flush=True)
+    return 0
+
+
+def _write_log(args: argparse.Namespace) -> int:
+    candidate = None
+    if args.candidate is not None:
+        path = Path(args.candidate)
+        try:
+            candidate = (
+                SoftmaxPolicy.load(path) if path.is_file() else load_artifact(args.candidate)
+            )
+        except OSError as exc:
+            raise ValueError(
+                f"--candidate {args.candidate}: {exc.strerror}; give an artifact's path or one "
+                f"of {', '.join(ARTIFACT_FILES)}"
+            ) from exc
+    summary = write_log(args.out, args.rows, args.seed, args.epsilon, candidate)
+    print(f"{summary.path}: {summary.rows} rows, mean reward {summary.mean_reward:.4f}")
     return 0
 
 
@@ -91,10 +111,18 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--out", type=Path, default=ARTIFACTS_DIR)
 
     log = commands.add_parser("write-log", help="write an exploring incumbent's offline log")
-    log.add_argument("--out", type=Path, required=True, help="JSON Lines file to write")
+    log.add_argument(
+        "--out", type=Path, required=True, help="file to write: .parquet, else JSON Lines"
+    )
     log.add_argument("--rows", type=int, required=True)
     log.add_argument("--seed", type=int, required=True)
     log.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help="exploration share")
+    log.add_argument(
+        "--candidate",
+        default=None,
+        help=f"artifact (a path, or a file name in {ARTIFACTS_DIR.name}/) whose probabilities "
+        f"to write as the {CANDIDATE_COLUMN} column",
+    )
 
     values = commands.add_parser("values", help="print the true value of each scenario's arms")
     values.add_argument("--scenario", choices=SCENARIOS, default=None)
@@ -113,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
             return 0
         if args.command == "write-log":
-            summary = write_log(args.out, args.rows, args.seed, args.epsilon)
-            print(f"{summary.path}: {summary.rows} rows, mean reward {summary.mean_reward:.4f}")
-            return 0
+            return _write_log(args)
         return _values(args)
     except ValueError as exc:
         parser.error(str(exc))

@@ -108,3 +108,40 @@ def test_the_command_writes_the_log(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(read_log(out)) == 50
     assert "50 rows" in capsys.readouterr().out
     assert read_log(out) == list(generate_rows(50, seed=9))
+
+
+def test_parquet_holds_the_same_rows_as_json_lines(tmp_path: Path) -> None:
+    candidate = load_artifact("candidate.json")
+    jsonl = write_log(tmp_path / "offers.jsonl", 300, seed=6, candidate=candidate)
+    parquet = write_log(tmp_path / "offers.parquet", 300, seed=6, candidate=candidate)
+    assert read_log(parquet.path) == read_log(jsonl.path)
+    assert parquet.mean_reward == pytest.approx(jsonl.mean_reward)
+
+
+def test_the_candidate_column_holds_the_candidates_probabilities() -> None:
+    candidate = load_artifact("candidate-violating.json")
+    rows = list(generate_rows(200, seed=3, candidate=candidate))
+    contexts = Contexts.of([row["context"] for row in rows], [row["segment"] for row in rows])
+    expected = candidate.action_probabilities(contexts)
+    for index, row in enumerate(rows):
+        assert list(row["candidate_probabilities"]) == list(ACTIONS)
+        assert list(row["candidate_probabilities"].values()) == expected[index].tolist()
+    # the column is an addition: the logged decisions are those of the log without it
+    plain = list(generate_rows(200, seed=3))
+    assert [{k: v for k, v in row.items() if k != "candidate_probabilities"} for row in rows] == (
+        plain
+    )
+
+
+def test_the_command_writes_parquet_with_a_candidate_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "offers.parquet"
+    arguments = ["write-log", "--out", str(out), "--rows", "40", "--seed", "2"]
+    assert main([*arguments, "--candidate", "candidate.json"]) == 0
+    assert "40 rows" in capsys.readouterr().out
+    expected = generate_rows(40, seed=2, candidate=load_artifact("candidate.json"))
+    assert read_log(out) == list(expected)
+    with pytest.raises(SystemExit):
+        main([*arguments, "--candidate", "no-such-artifact.json"])
+    assert "give an artifact's path or one of incumbent.json" in capsys.readouterr().err
