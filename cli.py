@@ -126,7 +126,8 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Spec files to che
             continue
         body = spec.spec
         stages = " -> ".join(
-            f"{s.name}({'shadow' if s.percent is None else f'{s.percent:g}%'})" for s in body.stages
+            f"{s.name}({s.mode.value if s.percent is None else f'{s.percent:g}%'})"
+            for s in body.stages
         )
         out.print(
             f"[green]ok[/green] {path}: {body.target} {body.incumbent.version} -> "
@@ -378,7 +379,11 @@ def report(
 @app.command()
 def demo(
     scenario: Annotated[
-        str, typer.Option(help="healthy (promoted), regression or violations (rolled back).")
+        str,
+        typer.Option(
+            help="healthy (promoted); regression, violations, drifting (rolled back live) or "
+            "broken (refused by the offline gate)."
+        ),
     ] = "healthy",
     rate: Annotated[float, typer.Option(help="Simulated decisions per second.")] = 200.0,
     keep: Annotated[bool, typer.Option(help="Keep the stack up after the rollout ends.")] = True,

@@ -33,6 +33,8 @@ EXPECTED_PHASE = {
     "healthy": Phase.COMPLETED,
     "regression": Phase.ROLLED_BACK,
     "violations": Phase.ROLLED_BACK,
+    "broken": Phase.ROLLED_BACK,
+    "drifting": Phase.ROLLED_BACK,
 }
 """How each scenario should end; the demo's exit code says whether it did."""
 

@@ -8,6 +8,7 @@ it started, in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import yaml
 
 from rollout_specs import RolloutSpec, load_spec, parse_spec
 from runtime.processes import ManagedProcess, free_port, port_open
+from simulator.offline_log import write_log
 from simulator.scenarios import scenario as scenario_named
 
 __all__ = ["DemoStack", "StackPorts", "demo_spec"]
@@ -58,6 +60,11 @@ class StackPorts:
         return [port for port in vars(self).values() if port_open(port)]
 
 
+OFFLINE_LOG_ROWS = 50_000
+"""Logged decisions for the demo's offline gate: DR's interval is about +-0.006 at this size."""
+OFFLINE_LOG_SEED = 11
+
+
 @dataclass
 class DemoStack:
     """The processes of one demo, started in dependency order and stopped in reverse."""
@@ -83,6 +90,11 @@ class DemoStack:
         return f"http://127.0.0.1:{self.ports.prometheus}"
 
     @property
+    def offline_log(self) -> Path:
+        """The incumbent's logged decisions (Parquet), written when the stack starts."""
+        return self.data_dir / "offers-log.parquet"
+
+    @property
     def temporal_address(self) -> str:
         """The embedded Temporal server's gRPC address."""
         return f"127.0.0.1:{self.ports.temporal}"
@@ -95,6 +107,8 @@ class DemoStack:
     async def start(self, scenario: str = "healthy") -> None:
         """Start everything but the traffic; `start_traffic` follows once a spec is chosen."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The incumbent's logged decisions (it explores a little), for the offline gate.
+        await asyncio.to_thread(write_log, self.offline_log, OFFLINE_LOG_ROWS, OFFLINE_LOG_SEED)
         await self._start_worker()
         await self._start_policy("incumbent", "incumbent.json", self.ports.incumbent)
         await self._start_candidate(scenario)
@@ -224,11 +238,15 @@ def demo_spec(stack: DemoStack, *, target: str | None = None, fast: bool = False
         body["monitoring"]["url"] = stack.prometheus_url
     else:
         body["monitoring"]["url"] = f"{stack.gateway_url}/v1/stats"
+    for stage in body["stages"]:
+        if "offline_eval" in stage:
+            stage["offline_eval"]["log"] = str(stack.offline_log.resolve())
     if target is not None:
         body["target"] = target
         document["metadata"]["name"] = f"{target}-v{body['candidate']['version']}"
     if fast:
         body["check_interval"] = "2s"
         for stage in body["stages"]:
-            stage["min_duration"] = "6s"
+            if "offline_eval" not in stage:
+                stage["min_duration"] = "6s"
     return parse_spec(yaml.safe_load(yaml.safe_dump(document)), f"{name} (for this stack)")

@@ -255,6 +255,51 @@ async def test_a_five_percent_reward_regression_is_rolled_back(
     )
 
 
+@pytest.mark.timeout(240)
+async def test_a_broken_candidate_is_refused_offline_and_never_meets_a_user(
+    stack: DemoStack, client: Client, traffic: list[ManagedProcess]
+) -> None:
+    spec = await _run(stack, client, "broken", traffic)
+    status = await _assert_rolled_back(stack, client, spec, "trigger:offline_eval")
+    assert [(s.name, s.outcome) for s in status.state.stages] == [("offline", "rolled_back")]
+    rollback = next(e for e in status.state.audit if e.action == "rollback")
+    assert rollback.evidence is not None
+    assert rollback.evidence.evidence is not None
+    upper = rollback.evidence.evidence.upper
+    assert upper is not None
+    assert upper < -0.03, "the candidate's value is shown below the incumbent's minus the margin"
+    served = await _prometheus_value(
+        stack, f'sum(lockgate_decisions_total{{target="{spec.spec.target}",version="42"}})'
+    )
+    assert served is None, "not one decision, mirrored or served, was ever asked of the candidate"
+    print(f"\nbroken candidate refused offline: {rollback.evidence.detail}")
+
+
+@pytest.mark.timeout(300)
+async def test_a_drifting_candidate_passes_offline_and_is_refused_in_shadow(
+    stack: DemoStack, client: Client, traffic: list[ManagedProcess]
+) -> None:
+    spec = await _run(stack, client, "drifting", traffic)
+    status = await _assert_rolled_back(stack, client, spec, "trigger:shadow-actions")
+    assert [(s.name, s.outcome) for s in status.state.stages] == [
+        ("offline", "advanced"),
+        ("shadow", "rolled_back"),
+    ]
+    passed = next(e for e in status.state.audit if e.action == "offline_passed")
+    assert passed.evidence is not None
+    assert passed.evidence.outcome.value == "pass"
+    rollback = next(e for e in status.state.audit if e.action == "rollback")
+    assert rollback.evidence is not None
+    assert "js " in rollback.evidence.detail
+    assert "Stuart-Maxwell" in rollback.evidence.detail
+    split = await _prometheus_value(
+        stack,
+        f'sum(lockgate_decisions_total{{target="{spec.spec.target}",version="42",mode="split"}})',
+    )
+    assert split is None, "the drifting candidate never served a decision"
+    print(f"\ndrifting candidate refused in shadow: {rollback.evidence.detail}")
+
+
 async def _assert_rolled_back(
     stack: DemoStack, client: Client, spec: RolloutSpec, actor: str
 ) -> StatusResult:
