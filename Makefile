@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## a whole rollout on this machine, watched live (SCENARIO=regression|violations)
+demo: $(STAMP)  ## a whole rollout on this machine, watched live (SCENARIO=regression|violations|drifting|broken)
 	$(BIN)/lockgate demo --scenario $(SCENARIO)
 
 run worker: $(STAMP)  ## the worker with an embedded Temporal dev server (UI on :8233)

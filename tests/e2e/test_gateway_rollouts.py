@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from activities.contracts import TriggerVerdict
 from analysis.thresholds import breach
 from rollout_specs import RolloutSpec, parse_spec, render
 from runtime.client import connect
@@ -186,13 +187,11 @@ async def test_a_reward_regression_is_rolled_back_by_the_sequential_test(
         lambda: _route_reset(stack, target), timeout=180, interval=0.1, what="the route reset"
     )
     status = await _assert_rolled_back(stack, client, spec, "trigger:reward-regression")
-    verdict = next(v for v in status.state.last_check.verdicts if v.trigger == "reward-regression")  # type: ignore[union-attr]
-    assert verdict.evidence is not None
-    assert verdict.evidence.upper is not None
-    assert verdict.evidence.upper < -0.05, "a drop beyond max_drop was established"
+    verdict, upper = _rollback_upper_bound(status)
+    assert upper < -0.05, "a drop beyond max_drop was established"
     print(
         f"\nregression: candidate serving -> route reset: {reset_at - harm_from:.2f}s "
-        f"(n candidate {verdict.evidence.n_candidate}; {verdict.detail})"
+        f"({verdict.detail})"
     )
 
 
@@ -244,14 +243,11 @@ async def test_a_five_percent_reward_regression_is_rolled_back(
         lambda: _route_reset(stack, target), timeout=300, interval=0.2, what="the route reset"
     )
     status = await _assert_rolled_back(stack, client, spec, "trigger:reward-regression")
-    evidence = next(e.evidence for e in status.state.audit if e.action == "rollback")
-    assert evidence is not None
-    assert evidence.evidence is not None
-    assert evidence.evidence.upper is not None
-    assert evidence.evidence.upper < -0.01, "a relative drop beyond max_drop was established"
+    verdict, upper = _rollback_upper_bound(status)
+    assert upper < -0.01, "a relative drop beyond max_drop was established"
     print(
-        f"\n5% regression: candidate serving -> route reset {reset_at - harm_from:.1f}s, n per arm "
-        f"{evidence.evidence.n_incumbent}/{evidence.evidence.n_candidate}: {evidence.detail}"
+        f"\n5% regression: candidate serving -> route reset {reset_at - harm_from:.1f}s: "
+        f"{verdict.detail}"
     )
 
 
@@ -262,17 +258,13 @@ async def test_a_broken_candidate_is_refused_offline_and_never_meets_a_user(
     spec = await _run(stack, client, "broken", traffic)
     status = await _assert_rolled_back(stack, client, spec, "trigger:offline_eval")
     assert [(s.name, s.outcome) for s in status.state.stages] == [("offline", "rolled_back")]
-    rollback = next(e for e in status.state.audit if e.action == "rollback")
-    assert rollback.evidence is not None
-    assert rollback.evidence.evidence is not None
-    upper = rollback.evidence.evidence.upper
-    assert upper is not None
+    verdict, upper = _rollback_upper_bound(status)
     assert upper < -0.03, "the candidate's value is shown below the incumbent's minus the margin"
     served = await _prometheus_value(
         stack, f'sum(lockgate_decisions_total{{target="{spec.spec.target}",version="42"}})'
     )
     assert served is None, "not one decision, mirrored or served, was ever asked of the candidate"
-    print(f"\nbroken candidate refused offline: {rollback.evidence.detail}")
+    print(f"\nbroken candidate refused offline: {verdict.detail}")
 
 
 @pytest.mark.timeout(300)
@@ -298,6 +290,15 @@ async def test_a_drifting_candidate_passes_offline_and_is_refused_in_shadow(
     )
     assert split is None, "the drifting candidate never served a decision"
     print(f"\ndrifting candidate refused in shadow: {rollback.evidence.detail}")
+
+
+def _rollback_upper_bound(status: StatusResult) -> tuple[TriggerVerdict, float]:
+    """The verdict the rollback was decided on (from the audit trail) and its upper bound."""
+    verdict = next(e.evidence for e in status.state.audit if e.action == "rollback")
+    assert verdict is not None, "an automatic rollback keeps its evidence"
+    assert verdict.evidence is not None
+    assert verdict.evidence.upper is not None
+    return verdict, verdict.evidence.upper
 
 
 async def _assert_rolled_back(
