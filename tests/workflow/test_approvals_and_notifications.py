@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from rollout_specs import workflow_id_for
 from runtime.rollouts import CommandRefused, query_status, send_command, submit_rollout
-from tests.conftest import build_spec, spec_document
+from tests.conftest import build_spec, record_history, spec_document
 from tests.helpers.servers import MetricsServer, RouterServer, WebhookServer
 from tests.helpers.waiting import wait_until
 from workflows.state import Phase
@@ -83,6 +83,9 @@ async def test_a_stage_waits_for_an_approver_who_is_not_the_submitter(
     with pytest.raises(CommandRefused, match="nothing awaits approval"):
         await send_command(client, target, "approve", actor="bob", reason="late")
     await send_command(client, target, "rollback", actor="bob", reason="cleanup")
+    handle = client.get_workflow_handle(workflow_id_for(target))
+    await handle.result()
+    await record_history(handle, "approved_by_two_then_rolled_back")
 
 
 async def test_an_unapproved_stage_rolls_back_at_its_timeout_when_told_to(
@@ -101,6 +104,7 @@ async def test_an_unapproved_stage_rolls_back_at_its_timeout_when_told_to(
     assert status.state.rollback is not None
     assert "got 0 of 1 approval(s) within 3s" in status.state.rollback.reason
     assert [r["mode"] for r in router.history] == ["shadow", "off"]
+    await record_history(handle, "approval_timeout_rollback")
 
 
 async def test_an_unapproved_stage_holds_for_a_human_at_its_timeout_by_default(

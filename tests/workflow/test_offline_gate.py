@@ -12,7 +12,7 @@ from rollout_specs import workflow_id_for
 from runtime.rollouts import query_status, send_command, submit_rollout
 from simulator.artifacts import load_artifact
 from simulator.offline_log import write_log
-from tests.conftest import build_spec, spec_document
+from tests.conftest import build_spec, record_history, spec_document
 from tests.helpers.servers import MetricsServer, RouterServer
 from tests.helpers.waiting import wait_until
 from workflows.state import Phase
@@ -64,7 +64,9 @@ async def test_a_candidate_that_fails_offline_is_rolled_back_before_any_traffic(
     spec = build_spec(_document(router, metrics, log))
     target = spec.spec.target
     await submit_rollout(client, spec, submitted_by="alice", task_queue=task_queue)
-    await client.get_workflow_handle(workflow_id_for(target)).result()
+    handle = client.get_workflow_handle(workflow_id_for(target))
+    await handle.result()
+    await record_history(handle, "offline_gate_failed")
     status = await query_status(client, target)
     assert status.state.phase is Phase.ROLLED_BACK
     assert status.state.rollback is not None
@@ -100,3 +102,6 @@ async def test_a_log_too_small_to_judge_holds_for_a_human_who_may_override(
     status = await query_status(client, target)
     assert status.state.stages[0].outcome == "promoted"
     await send_command(client, target, "rollback", actor="bob", reason="cleanup")
+    handle = client.get_workflow_handle(workflow_id_for(target))
+    await handle.result()
+    await record_history(handle, "offline_refusal_overridden")
