@@ -76,6 +76,9 @@ class DemoStack:
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # The processes run from the project's root; the paths they are given must not depend
+        # on where the person started the demo.
+        self.data_dir = self.data_dir.resolve()
         if self.prometheus is None:
             self.prometheus = shutil.which("prometheus") is not None
 
