@@ -98,16 +98,30 @@ def _update(pair: SearchAttributePair[Any]) -> SearchAttributeUpdate[Any]:
 
 
 def current_details(spec: RolloutSpec, state: RolloutState) -> str:
-    """A short markdown summary: where the rollout is, the last verdicts, and who acted last."""
+    """A short markdown page for the UI: where the rollout is, each verdict's evidence, who acted.
+
+    Tables, so a human scans a stage and its triggers at a glance in the Temporal UI.
+    """
     body = spec.spec
     stage = _stage_name(spec, state)
+    position = f"({min(state.stage_index + 1, len(body.stages))} of {len(body.stages)})"
+    last_check = (
+        f"{state.last_check.checked_at:%H:%M:%S} UTC (every {format_duration(body.check_interval)})"
+        if state.last_check
+        else "none yet"
+    )
     lines = [
         f"**{spec.metadata.name}**: `{body.target}` {body.incumbent.version} -> "
         f"{body.candidate.version}",
         "",
-        f"**Phase** `{state.phase.value}` · **Stage** `{stage}` "
-        f"({min(state.stage_index + 1, len(body.stages))} of {len(body.stages)}) · "
-        f"**Candidate traffic** {stage_percent(spec, state):g}%",
+        "| stage | candidate traffic | phase | last check |",
+        "| --- | --- | --- | --- |",
+        _row(
+            f"`{stage}` {position}",
+            f"{stage_percent(spec, state):g}%",
+            f"`{state.phase.value}`",
+            last_check,
+        ),
     ]
     if state.escalation:
         lines += ["", f"**Needs a human:** {state.escalation}"]
@@ -125,17 +139,18 @@ def current_details(spec: RolloutSpec, state: RolloutState) -> str:
             f"{format_duration(approval.timeout)})",
         ]
     if state.last_check:
-        lines += [
-            "",
-            f"Last check {state.last_check.checked_at:%H:%M:%S} UTC "
-            f"(every {format_duration(body.check_interval)}):",
-            "",
-        ]
         verdicts = [*state.last_check.verdicts]
         if state.last_check.gate is not None:
             verdicts.append(state.last_check.gate)
-        lines += [f"- `{v.trigger}`: **{v.outcome.value}**, {v.detail}" for v in verdicts]
+        lines += ["", "| trigger | verdict | evidence |", "| --- | --- | --- |"]
+        lines += [_row(f"`{v.trigger}`", f"**{v.outcome.value}**", v.detail) for v in verdicts]
     if state.audit:
         last = state.audit[-1]
         lines += ["", f"Last action: {last.action} by {last.actor} ({last.reason})"]
     return "\n".join(lines)
+
+
+def _row(*cells: str) -> str:
+    """One markdown table row; a `|` or line break inside a cell would break the table."""
+    escaped = (" ".join(cell.split()).replace("|", "\\|") for cell in cells)
+    return "| " + " | ".join(escaped) + " |"

@@ -165,14 +165,17 @@ async def test_the_ui_lists_a_live_rollout_by_its_attributes_and_shows_its_curre
     summary = page.locator("iframe#user-metadata-summary").content_frame.locator("body")
     await expect(summary).to_contain_text(f"ranker-v42: {target} 41 -> 42", timeout=UI_TIMEOUT_MS)
     details = page.locator("iframe#user-metadata-current-details").content_frame
+    # Rendered as HTML tables (the UI's markdown is GitHub-flavoured), not as raw pipes.
+    stage_row = details.locator("tr", has_text=f"{STAGE} (3 of 4)")
     for text in (
-        f"Phase {Phase.AWAITING_APPROVAL.value}",
-        f"Stage {STAGE}",
-        "Candidate traffic 10%",  # the canary's route serves until the approval moves traffic
-        "Awaiting approval: 1 of bob, carol (approved: none yet",
+        "10%",  # the canary's route serves until the approval moves traffic
+        Phase.AWAITING_APPROVAL.value,
     ):
-        await expect(details.locator("body")).to_contain_text(text, timeout=UI_TIMEOUT_MS)
-    verdict = details.locator("li", has_text="error-rate")
+        await expect(stage_row).to_contain_text(text, timeout=UI_TIMEOUT_MS)
+    await expect(details.locator("body")).to_contain_text(
+        "Awaiting approval: 1 of bob, carol (approved: none yet", timeout=UI_TIMEOUT_MS
+    )
+    verdict = details.locator("tr", has_text="error-rate")
     for text in ("pass", "0.001"):
         await expect(verdict).to_contain_text(text, timeout=UI_TIMEOUT_MS)
     await _screenshot(page, "rollout-current-details")
