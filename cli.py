@@ -339,11 +339,14 @@ def render_audit(trail: AuditTrail) -> Table:
         caption=trail.outcome,
         caption_justify="left",
     )
-    for column in ("at (UTC)", "who", "action", "stage", "reason"):
+    for column in ("at (UTC)", "who", "action", "stage", "reason", "evidence"):
         table.add_column(column)
     for entry in trail.entries:
         cells = (f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.actor, entry.action, entry.stage or "")
-        table.add_row(*(Text(cell) for cell in (*cells, entry.reason)))
+        # An automatic decision shows the verdict it was taken on: a human reads why, here.
+        verdict = entry.evidence
+        evidence = f"{verdict.outcome.value}: {verdict.detail}" if verdict is not None else ""
+        table.add_row(*(Text(cell) for cell in (*cells, entry.reason, evidence)))
     return table
 
 

@@ -58,6 +58,8 @@ async def test_history_and_report_of_a_rollout_rolled_back_by_a_trigger(
     ]
     for actor, action in expected:
         assert re.search(rf"{re.escape(actor)}\s*│\s*{action}\b", table.stdout), (actor, action)
+    assert "evidence" in table.stdout
+    assert re.search(r"│\s*fail:", table.stdout), "the rollback shows the verdict it was taken on"
 
     as_json = await run("history", target, "--output", "json")
     assert as_json.returncode == 0, as_json.stderr
