@@ -93,6 +93,11 @@ def render_report(record: RolloutRecord, *, generated_at: datetime) -> str:
         _trigger_figure(trigger, index, record.checks, boundaries, moment)
         for index, trigger in enumerate(spec.spec.rollback_triggers)
     ]
+    gates = [
+        _gate_figure(stage, index, record.checks, boundaries, moment)
+        for index, stage in enumerate(spec.spec.stages)
+        if stage.advance_when is not None
+    ]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -102,6 +107,11 @@ def render_report(record: RolloutRecord, *, generated_at: datetime) -> str:
         '<section id="triggers"><h2>Rollback triggers</h2>',
         *figures,
         "</section>",
+        *(
+            ['<section id="gates"><h2>Evidence to advance</h2>', *gates, "</section>"]
+            if gates
+            else []
+        ),
         '<section id="stages"><h2>Stages</h2>',
         _stage_table(record),
         _offline_table(record),
@@ -139,8 +149,70 @@ def trigger_plot(
 
     `salt` makes the SVG's internal ids unique when several plots share one page.
     """
-    marked = _Moment(moment[0], moment[1], "#6a1b9a") if moment else None
     verdicts = [(c.result.checked_at, v) for c in checks for v in _verdicts_of(c, trigger.name)]
+    return _plot(
+        _Axes(
+            title=f"{trigger.name} ({trigger.kind})",
+            y_label=_Y_LABELS.get(trigger.kind, "value"),
+            lines=_threshold_lines(_threshold(trigger, [v for _, v in verdicts])),
+        ),
+        verdicts,
+        boundaries,
+        moment,
+        salt=salt,
+    )
+
+
+def gate_plot(
+    stage: Stage,
+    checks: Sequence[RecordedCheck],
+    boundaries: Sequence[tuple[datetime, str]],
+    moment: tuple[datetime, str] | None = None,
+    *,
+    salt: str = "lockgate-gate",
+) -> str:
+    """A stage's `advance_when` verdicts over time: the evidence it advanced (or waited) on."""
+    gate = stage.advance_when
+    if gate is None:
+        raise ValueError(f"stage {stage.name} has no advance_when")
+    verdicts = [
+        (c.result.checked_at, c.result.gate)
+        for c in checks
+        if c.stage == stage.name and c.result.gate is not None
+    ]
+    return _plot(
+        _Axes(
+            title=f"{stage.name}: advance_when non_inferior {gate.non_inferior}",
+            y_label=_Y_LABELS["compare"],
+            # The gate passes once the interval's lower bound clears -margin.
+            lines=[(-gate.margin, f"advances when the lower bound is above {-gate.margin:g}")],
+        ),
+        verdicts,
+        boundaries,
+        moment,
+        salt=salt,
+    )
+
+
+@dataclass(frozen=True)
+class _Axes:
+    """What differs between a trigger's plot and a gate's: titles and the lines' meaning."""
+
+    title: str
+    y_label: str
+    lines: list[tuple[float, str]]
+    """Horizontal reference lines (a threshold, a margin), each with its legend label."""
+
+
+def _plot(
+    spec: _Axes,
+    verdicts: Sequence[tuple[datetime, TriggerVerdict]],
+    boundaries: Sequence[tuple[datetime, str]],
+    moment: tuple[datetime, str] | None,
+    *,
+    salt: str,
+) -> str:
+    marked = _Moment(moment[0], moment[1], "#6a1b9a") if moment else None
     with matplotlib.rc_context(
         {
             "svg.fonttype": "none",  # text stays text: smaller, searchable, no glyph paths
@@ -153,9 +225,10 @@ def trigger_plot(
         figure = Figure(figsize=(10, 3.2), layout="constrained")
         axes = figure.add_subplot()
         _draw_series(axes, verdicts)
-        _draw_threshold(axes, _threshold(trigger, [v for _, v in verdicts]))
+        for level, label in spec.lines:
+            axes.axhline(level, color="#c62828", linestyle="--", linewidth=1, label=label)
         _draw_marks(axes, boundaries, marked)
-        _finish_axes(axes, trigger, verdicts, boundaries, marked)
+        _finish_axes(axes, spec, verdicts, boundaries, marked)
         handles, labels = axes.get_legend_handles_labels()
         if handles:
             figure.legend(handles, labels, loc="outside right upper", fontsize=8)
@@ -218,15 +291,15 @@ def _threshold(trigger: RollbackTrigger, verdicts: Sequence[TriggerVerdict]) -> 
     return None
 
 
-def _draw_threshold(axes: Axes, threshold: Threshold | None) -> None:
+def _threshold_lines(threshold: Threshold | None) -> list[tuple[float, str]]:
     if threshold is None:
-        return
+        return []
+    lines = []
     if threshold.above is not None:
-        axes.axhline(threshold.above, color="#c62828", linestyle="--", linewidth=1,
-                     label=f"rolls back above {threshold.above:g}")  # fmt: skip
+        lines.append((threshold.above, f"rolls back above {threshold.above:g}"))
     if threshold.below is not None:
-        axes.axhline(threshold.below, color="#c62828", linestyle="--", linewidth=1,
-                     label=f"rolls back below {threshold.below:g}")  # fmt: skip
+        lines.append((threshold.below, f"rolls back below {threshold.below:g}"))
+    return lines
 
 
 def _draw_marks(
@@ -248,7 +321,7 @@ def _draw_marks(
 
 def _finish_axes(
     axes: Axes,
-    trigger: RollbackTrigger,
+    spec: _Axes,
     verdicts: Sequence[tuple[datetime, TriggerVerdict]],
     boundaries: Sequence[tuple[datetime, str]],
     moment: _Moment | None,
@@ -265,8 +338,8 @@ def _finish_axes(
     formatter = mdates.ConciseDateFormatter(locator, tz=UTC)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_formatter(formatter)
     axes.set_xlabel("time (UTC)")
-    axes.set_ylabel(_Y_LABELS.get(trigger.kind, "value"))
-    axes.set_title(f"{trigger.name} ({trigger.kind})", loc="left", fontsize=10)
+    axes.set_ylabel(spec.y_label)
+    axes.set_title(spec.title, loc="left", fontsize=10)
     if not verdicts:
         axes.text(0.5, 0.5, "no check judged this trigger", transform=axes.transAxes,
                   ha="center", va="center", color="#757575")  # fmt: skip
@@ -296,6 +369,34 @@ def _trigger_figure(
         f"rolls back after {trigger.failure_limit} failing check(s)): {tally}"
         + (f"<br><code>{rule}</code>" if rule else "")
         + f"</figcaption>{svg}</figure>"
+    )
+
+
+def _gate_figure(
+    stage: Stage,
+    index: int,
+    checks: Sequence[RecordedCheck],
+    boundaries: Sequence[tuple[datetime, str]],
+    moment: _Moment | None,
+) -> str:
+    gate = stage.advance_when
+    assert gate is not None  # only stages with advance_when get a figure
+    verdicts = [c.result.gate for c in checks if c.stage == stage.name and c.result.gate]
+    counts = {o: sum(1 for v in verdicts if v.outcome is o) for o in OUTCOME_COLOURS}
+    tally = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n) or "no checks"
+    margin = f"{gate.margin:g}" + (" (relative)" if gate.relative else "")
+    svg = gate_plot(
+        stage,
+        checks,
+        boundaries,
+        (moment.at, moment.label) if moment else None,
+        salt=f"lockgate-gate-{index}",
+    )
+    return (
+        f'<figure id="gate-{escape(stage.name)}" class="trigger">'
+        f"<figcaption><strong>{escape(stage.name)}</strong> advances when non-inferiority of "
+        f"<code>{escape(gate.non_inferior)}</code> within {margin} is shown: {tally}"
+        f"</figcaption>{svg}</figure>"
     )
 
 

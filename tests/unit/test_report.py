@@ -47,6 +47,19 @@ def _reward(lower: float, upper: float) -> TriggerVerdict:
     )
 
 
+def _gate(lower: float, upper: float) -> TriggerVerdict:
+    shown = lower > -0.03
+    return TriggerVerdict(
+        trigger="advance_when:reward",
+        outcome=Outcome.PASS if shown else Outcome.INCONCLUSIVE,
+        value=(lower + upper) / 2,
+        threshold=Threshold(below=-0.03),
+        query="compare reward",
+        detail="non-inferiority shown" if shown else "not shown yet",
+        evidence=Evidence(estimate=(lower + upper) / 2, lower=lower, upper=upper, alpha=0.025),
+    )
+
+
 def _record() -> RolloutRecord:
     document = spec_document("http://127.0.0.1:1", "http://127.0.0.1:2", target="ranker")
     document["spec"]["candidate"]["version"] = "42<b>"
@@ -54,13 +67,14 @@ def _record() -> RolloutRecord:
         {"name": "reward-regression", "compare": {"metric": "reward", "max_drop": 0.02}},
         {"name": "action-drift", "drift": {"max_js": 0.1}, "modes": ["split"]},
     ]
+    document["spec"]["stages"][1]["advance_when"] = {"non_inferior": "reward", "margin": 0.03}
     spec = build_spec(document)
     checks: list[RecordedCheck] = []
     plan = [  # (second, stage, error rate, outcome, reward interval)
         (2, "shadow", 0.001, Outcome.PASS, None),
         (3, "shadow", None, Outcome.INCONCLUSIVE, None),
         (5, "canary", 0.002, Outcome.PASS, (-0.05, 0.04)),
-        (6, "canary", 0.001, Outcome.PASS, (-0.03, 0.03)),
+        (6, "canary", 0.001, Outcome.PASS, (-0.025, 0.03)),
         (8, "half", 0.003, Outcome.PASS, (-0.02, 0.02)),
         (9, "half", 0.2, Outcome.FAIL, (-0.015, 0.018)),
     ]
@@ -68,7 +82,8 @@ def _record() -> RolloutRecord:
         verdicts = [_error_rate(rate, outcome)]
         if interval is not None:
             verdicts.append(_reward(*interval))
-        result = CheckResult(checked_at=_at(second), verdicts=verdicts)
+        gate = _gate(*interval) if stage == "canary" and interval is not None else None
+        result = CheckResult(checked_at=_at(second), verdicts=verdicts, gate=gate)
         checks.append(RecordedCheck(run_id="run-1", stage=stage, result=result))
     state = RolloutState(
         rollout_id="rollout-ranker/run-1",
@@ -121,7 +136,7 @@ def _figure(page: str, trigger: str) -> str:
 
 
 def test_every_rollback_trigger_has_its_own_plot(page: str) -> None:
-    assert page.count("<svg") == 3
+    assert page.count("<svg") == 4  # three triggers and the canary's advance_when gate
     for trigger in ("error-rate", "reward-regression", "action-drift"):
         assert "<svg" in _figure(page, trigger)
     assert "no check judged this trigger" in _figure(page, "action-drift")
@@ -136,6 +151,20 @@ def test_a_plot_shows_threshold_stage_boundaries_and_the_rollback_moment(page: s
     reward = _figure(page, "reward-regression")
     assert "rolls back below -0.02" in reward
     assert "interval" in reward, "a statistical trigger shows its interval"
+
+
+def test_a_stage_gated_on_evidence_plots_the_evidence_it_advanced_on(page: str) -> None:
+    found = re.search(r'<figure id="gate-canary".*?</figure>', page, re.S)
+    assert found is not None, "no figure for the canary's advance_when"
+    gate = found.group(0)
+    assert (
+        "non-inferiority of <code>reward</code> within 0.03 is shown: 1 pass, 1 inconclusive"
+        in (gate)
+    )
+    assert "advances when the lower bound is below -0.03" not in gate
+    assert "advances when the lower bound is above -0.03" in gate
+    assert "interval" in gate
+    assert page.index('id="gate-canary"') > page.index('id="trigger-action-drift"')
 
 
 def test_stages_and_audit_are_tabled_and_every_text_is_escaped(page: str) -> None:
