@@ -353,8 +353,7 @@ def _trigger_figure(
     moment: _Moment | None,
 ) -> str:
     verdicts = [v for c in checks for v in _verdicts_of(c, trigger.name)]
-    counts = {o: sum(1 for v in verdicts if v.outcome is o) for o in OUTCOME_COLOURS}
-    tally = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n) or "no checks"
+    tally = _tally(verdicts)
     rule = escape(verdicts[-1].query if verdicts and verdicts[-1].query else trigger.query or "")
     svg = trigger_plot(
         trigger,
@@ -382,8 +381,7 @@ def _gate_figure(
     gate = stage.advance_when
     assert gate is not None  # only stages with advance_when get a figure
     verdicts = [c.result.gate for c in checks if c.stage == stage.name and c.result.gate]
-    counts = {o: sum(1 for v in verdicts if v.outcome is o) for o in OUTCOME_COLOURS}
-    tally = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n) or "no checks"
+    tally = _tally(verdicts)
     margin = f"{gate.margin:g}" + (" (relative)" if gate.relative else "")
     svg = gate_plot(
         stage,
@@ -398,6 +396,11 @@ def _gate_figure(
         f"<code>{escape(gate.non_inferior)}</code> within {margin} is shown: {tally}"
         f"</figcaption>{svg}</figure>"
     )
+
+
+def _tally(verdicts: Sequence[TriggerVerdict]) -> str:
+    counts = {o: sum(1 for v in verdicts if v.outcome is o) for o in OUTCOME_COLOURS}
+    return ", ".join(f"{n} {o.value}" for o, n in counts.items() if n) or "no checks"
 
 
 def _decisive_moment(state: RolloutState) -> _Moment | None:
