@@ -20,6 +20,7 @@ and raises `IncumbentUnavailableError` (HTTP 502), since there is nothing safe l
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -84,9 +85,25 @@ class Decider:
                 return decision
         return await self._incumbent(target, route, context)
 
+    async def _act(
+        self,
+        target: str,
+        arm: Arm,
+        policy: PolicyVersion,
+        mode: RouteMode,
+        context: Mapping[str, float],
+    ) -> str:
+        """Ask one policy, timing the call whatever its outcome."""
+        started = time.perf_counter()
+        try:
+            return await self._policies.act(policy, context)
+        finally:
+            elapsed = time.perf_counter() - started
+            self._metrics.policy_latency(target, arm, policy.version, mode, elapsed)
+
     async def _ask_incumbent(self, target: str, route: Route, context: Mapping[str, float]) -> str:
         try:
-            return await self._policies.act(route.incumbent, context)
+            return await self._act(target, Arm.INCUMBENT, route.incumbent, route.mode, context)
         except PolicyError as exc:
             self._metrics.error(target, Arm.INCUMBENT, route.incumbent.version)
             raise IncumbentUnavailableError(
@@ -105,7 +122,7 @@ class Decider:
         """The candidate's decision (guarded), or None when it failed and the incumbent serves."""
         version = candidate.version
         try:
-            action = await self._policies.act(candidate, context)
+            action = await self._act(target, Arm.CANDIDATE, candidate, route.mode, context)
         except PolicyError:
             self._metrics.error(target, Arm.CANDIDATE, version)
             return None
@@ -122,7 +139,7 @@ class Decider:
     ) -> Decision:
         served, answer = await asyncio.gather(
             self._incumbent(target, route, context),
-            self._policies.act(candidate, context),
+            self._act(target, Arm.CANDIDATE, candidate, RouteMode.SHADOW, context),
             return_exceptions=True,
         )
         version = candidate.version

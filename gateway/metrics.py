@@ -11,6 +11,7 @@ once in the windowed stats that answer the `http` monitoring provider.
     lockgate_guardrail_violations_total{target,arm,version,guardrail}
     lockgate_decision_errors_total{target,arm,version}
     lockgate_decision_latency_seconds{target,arm}        (histogram)
+    lockgate_policy_latency_seconds{target,arm,version,mode}  (histogram; lockgate's addition)
     lockgate_shadow_agreements_total{target,agree}       (agree: "true" | "false")
     lockgate_shadow_pairs_total{target,incumbent_action,candidate_action}
 """
@@ -72,6 +73,12 @@ class GatewayMetrics:
             "lockgate_decision_latency_seconds", "Time to answer a decide request, by the arm "
             "that served it.", ["target", "arm"], buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
+        self._policy_latency = Histogram(
+            "lockgate_policy_latency_seconds", "Time a policy server took to answer one call "
+            "(answered or failed), by arm, version and mode: in shadow, the candidate's own "
+            "latency, which no served decision shows.",
+            [*_ARM, "mode"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
         self._agreements = Counter(
             "lockgate_shadow_agreements", "Shadow decisions where the candidate picked the "
             "incumbent's action (agree=true) or not.", ["target", "agree"], registry=registry,
@@ -82,7 +89,7 @@ class GatewayMetrics:
             ["target", "incumbent_action", "candidate_action"], registry=registry,
         )  # fmt: skip
         self._counters: dict[tuple[int, tuple[str, ...]], Counter] = {}
-        self._histograms: dict[tuple[str, str], Histogram] = {}
+        self._histograms: dict[tuple[int, tuple[str, ...]], Histogram] = {}
 
     def _counter(self, family: Counter, labels: tuple[str, ...]) -> Counter:
         key = (id(family), labels)
@@ -126,10 +133,20 @@ class GatewayMetrics:
 
     def latency(self, target: str, arm: str, seconds: float) -> None:
         """How long a decide request took, by the arm that served it."""
-        child = self._histograms.get((target, arm))
+        self._histogram(self._latency, (target, arm)).observe(seconds)
+
+    def policy_latency(
+        self, target: str, arm: str, version: str, mode: str, seconds: float
+    ) -> None:
+        """How long one policy call took, answered or not (a timeout shows as its wait)."""
+        self._histogram(self._policy_latency, (target, arm, version, mode)).observe(seconds)
+
+    def _histogram(self, family: Histogram, labels: tuple[str, ...]) -> Histogram:
+        key = (id(family), labels)
+        child = self._histograms.get(key)
         if child is None:
-            child = self._histograms[(target, arm)] = self._latency.labels(target, arm)
-        child.observe(seconds)
+            child = self._histograms[key] = family.labels(*labels)
+        return child
 
     def exposition(self) -> bytes:
         """Every series in Prometheus' text format."""

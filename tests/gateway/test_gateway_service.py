@@ -367,6 +367,10 @@ async def test_shadow_serves_the_incumbent_and_records_the_candidate(
     )
     assert violations == 1
     assert await _stat(http, gateway, f"guardrail_violations target={TARGET} version=42") == 1
+    # The candidate's own latency, which no served decision's latency shows in shadow.
+    calls = "lockgate_policy_latency_seconds_count"
+    assert await _metric(http, gateway, calls, **mirrored) == 6
+    assert await _metric(http, gateway, calls, arm="incumbent", version="41", mode="shadow") == 6
 
 
 async def test_a_blocked_candidate_action_is_replaced_by_the_incumbents_and_counted(
@@ -444,6 +448,9 @@ async def test_a_hung_candidate_costs_a_bounded_wait_and_never_the_incumbents_tu
         }
         errors = await _metric(http, gateway, "lockgate_decision_errors_total", version="42")
         assert errors == 6
+        # A failed call's latency is its wait: a hung candidate shows as slow, not as absent.
+        waited = await _metric(http, gateway, "lockgate_policy_latency_seconds_sum", version="42")
+        assert waited >= 6 * 0.25
 
 
 async def test_an_incumbent_that_is_down_is_a_502(

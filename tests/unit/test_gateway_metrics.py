@@ -18,6 +18,9 @@ EXPECTED = {
     "lockgate_decision_latency_seconds_bucket": {"target", "arm", "le"},
     "lockgate_decision_latency_seconds_count": {"target", "arm"},
     "lockgate_decision_latency_seconds_sum": {"target", "arm"},
+    "lockgate_policy_latency_seconds_bucket": {"target", "arm", "version", "mode", "le"},
+    "lockgate_policy_latency_seconds_count": {"target", "arm", "version", "mode"},
+    "lockgate_policy_latency_seconds_sum": {"target", "arm", "version", "mode"},
     "lockgate_shadow_agreements_total": {"target", "agree"},
     "lockgate_shadow_pairs_total": {"target", "incumbent_action", "candidate_action"},
 }
@@ -29,6 +32,7 @@ def _record_one_of_each(metrics: GatewayMetrics) -> None:
     metrics.violation("offers", "candidate", "42", "discount_90")
     metrics.error("offers", "candidate", "42")
     metrics.latency("offers", "candidate", 0.003)
+    metrics.policy_latency("offers", "candidate", "42", "shadow", 0.002)
     metrics.shadow_pair("offers", "discount_10", "no_offer")
 
 
