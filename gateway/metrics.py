@@ -18,7 +18,10 @@ once in the windowed stats that answer the `http` monitoring provider.
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.stats import DEFAULT_RETENTION, WindowedStats
 
@@ -30,6 +33,8 @@ LATENCY_BUCKETS = (
 """Seconds; a decision is one or two loopback round trips, so the interesting range is 0.5-50ms."""
 
 _ARM = ("target", "arm", "version")
+
+_Family = TypeVar("_Family", bound=MetricWrapperBase)
 
 
 class GatewayMetrics:
@@ -88,36 +93,35 @@ class GatewayMetrics:
             "candidate's mirrored one: the paired table shadow triggers judge.",
             ["target", "incumbent_action", "candidate_action"], registry=registry,
         )  # fmt: skip
-        self._counters: dict[tuple[int, tuple[str, ...]], Counter] = {}
-        self._histograms: dict[tuple[int, tuple[str, ...]], Histogram] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
 
-    def _counter(self, family: Counter, labels: tuple[str, ...]) -> Counter:
+    def _child(self, family: _Family, labels: tuple[str, ...]) -> _Family:
         key = (id(family), labels)
-        child = self._counters.get(key)
+        child = self._children.get(key)
         if child is None:
-            child = self._counters[key] = family.labels(*labels)
-        return child
+            child = self._children[key] = family.labels(*labels)
+        return cast(_Family, child)
 
     def decision(self, target: str, arm: str, version: str, mode: str, action: str) -> None:
         """A policy version took a decision (served it, or in shadow would have)."""
-        self._counter(self._decisions, (target, arm, version, mode, action)).inc()
+        self._child(self._decisions, (target, arm, version, mode, action)).inc()
         self.stats.decision(target, version)
 
     def error(self, target: str, arm: str, version: str) -> None:
         """A policy version failed to give an action."""
-        self._counter(self._errors, (target, arm, version)).inc()
+        self._child(self._errors, (target, arm, version)).inc()
         self.stats.error(target, version)
 
     def violation(self, target: str, arm: str, version: str, guardrail: str) -> None:
         """A policy version picked `guardrail`, an action the route blocks."""
-        self._counter(self._violations, (target, arm, version, guardrail)).inc()
+        self._child(self._violations, (target, arm, version, guardrail)).inc()
         self.stats.violation(target, version)
 
     def shadow_pair(self, target: str, incumbent_action: str, candidate_action: str) -> None:
         """In shadow, the incumbent's served action and the candidate's mirrored one."""
         agree = incumbent_action == candidate_action
-        self._counter(self._agreements, (target, "true" if agree else "false")).inc()
-        self._counter(self._pairs, (target, incumbent_action, candidate_action)).inc()
+        self._child(self._agreements, (target, "true" if agree else "false")).inc()
+        self._child(self._pairs, (target, incumbent_action, candidate_action)).inc()
 
     def reward(self, target: str, arm: str, version: str, reward: float) -> None:
         """A decision's reward arrived; it belongs to the arm and version that served it.
@@ -126,27 +130,20 @@ class GatewayMetrics:
         non-negative; the HTTP layer refuses negative ones before they get here.
         """
         labels = (target, arm, version)
-        self._counter(self._rewards, labels).inc(reward)
-        self._counter(self._reward_squares, labels).inc(reward * reward)
-        self._counter(self._rewarded, labels).inc()
+        self._child(self._rewards, labels).inc(reward)
+        self._child(self._reward_squares, labels).inc(reward * reward)
+        self._child(self._rewarded, labels).inc()
         self.stats.reward(target, version, reward)
 
     def latency(self, target: str, arm: str, seconds: float) -> None:
         """How long a decide request took, by the arm that served it."""
-        self._histogram(self._latency, (target, arm)).observe(seconds)
+        self._child(self._latency, (target, arm)).observe(seconds)
 
     def policy_latency(
         self, target: str, arm: str, version: str, mode: str, seconds: float
     ) -> None:
         """How long one policy call took, answered or not (a timeout shows as its wait)."""
-        self._histogram(self._policy_latency, (target, arm, version, mode)).observe(seconds)
-
-    def _histogram(self, family: Histogram, labels: tuple[str, ...]) -> Histogram:
-        key = (id(family), labels)
-        child = self._histograms.get(key)
-        if child is None:
-            child = self._histograms[key] = family.labels(*labels)
-        return child
+        self._child(self._policy_latency, (target, arm, version, mode)).observe(seconds)
 
     def exposition(self) -> bytes:
         """Every series in Prometheus' text format."""

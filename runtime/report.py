@@ -26,7 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from activities.contracts import Outcome, TriggerVerdict
-from rollout_specs import RollbackTrigger, Stage, StageMode, Threshold, format_duration
+from rollout_specs import AdvanceWhen, RollbackTrigger, Stage, StageMode, Threshold, format_duration
 from runtime.history import RecordedCheck, RolloutRecord
 from workflows.state import AuditEntry, RolloutState
 
@@ -163,23 +163,16 @@ def trigger_plot(
     )
 
 
-def gate_plot(
+def _gate_plot(
     stage: Stage,
-    checks: Sequence[RecordedCheck],
+    gate: AdvanceWhen,
+    verdicts: Sequence[tuple[datetime, TriggerVerdict]],
     boundaries: Sequence[tuple[datetime, str]],
-    moment: tuple[datetime, str] | None = None,
+    moment: tuple[datetime, str] | None,
     *,
-    salt: str = "lockgate-gate",
+    salt: str,
 ) -> str:
     """A stage's `advance_when` verdicts over time: the evidence it advanced (or waited) on."""
-    gate = stage.advance_when
-    if gate is None:
-        raise ValueError(f"stage {stage.name} has no advance_when")
-    verdicts = [
-        (c.result.checked_at, c.result.gate)
-        for c in checks
-        if c.stage == stage.name and c.result.gate is not None
-    ]
     return _plot(
         _Axes(
             title=f"{stage.name}: advance_when non_inferior {gate.non_inferior}",
@@ -380,12 +373,16 @@ def _gate_figure(
 ) -> str:
     gate = stage.advance_when
     assert gate is not None  # only stages with advance_when get a figure
-    verdicts = [c.result.gate for c in checks if c.stage == stage.name and c.result.gate]
-    tally = _tally(verdicts)
+    verdicts = [
+        (c.result.checked_at, c.result.gate)
+        for c in checks
+        if c.stage == stage.name and c.result.gate is not None
+    ]
     margin = f"{gate.margin:g}" + (" (relative)" if gate.relative else "")
-    svg = gate_plot(
+    svg = _gate_plot(
         stage,
-        checks,
+        gate,
+        verdicts,
         boundaries,
         (moment.at, moment.label) if moment else None,
         salt=f"lockgate-gate-{index}",
@@ -393,8 +390,8 @@ def _gate_figure(
     return (
         f'<figure id="gate-{escape(stage.name)}" class="trigger">'
         f"<figcaption><strong>{escape(stage.name)}</strong> advances when non-inferiority of "
-        f"<code>{escape(gate.non_inferior)}</code> within {margin} is shown: {tally}"
-        f"</figcaption>{svg}</figure>"
+        f"<code>{escape(gate.non_inferior)}</code> within {margin} is shown: "
+        f"{_tally([v for _, v in verdicts])}</figcaption>{svg}</figure>"
     )
 
 
