@@ -24,6 +24,7 @@ from activities.contracts import (
     TriggerVerdict,
 )
 from activities.errors import NoDataError, ProviderError, UnknownBackendError
+from activities.heartbeat import heartbeating
 from activities.providers.base import MetricProvider
 from activities.registry import BackendRegistry
 from analysis.budget import reward_loss_upper_bound
@@ -53,19 +54,107 @@ class CheckActivities:
 
     @activity.defn(name=RUN_CHECKS)
     async def run_checks(self, check: CheckInput) -> CheckResult:
-        """Judge every trigger concurrently; data problems are verdicts, never exceptions."""
+        """Judge every trigger and the gate concurrently, within the check's deadline.
+
+        Data problems are verdicts, never exceptions. The check returns what it has when its
+        deadline passes (`error` for the triggers still waiting), and at once when a trigger
+        fails for the failure_limit-th time in a row: that rollback never waits on the others.
+        """
         try:
             provider = self._backends.provider(check.monitoring)
         except UnknownBackendError as exc:
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from exc
         judge = _Judge(provider, check)
-        verdicts = await asyncio.gather(*(judge.trigger(t) for t in check.triggers))
-        gate = await judge.gate(check.gate) if check.gate is not None else None
+        jobs = {asyncio.create_task(judge.trigger(t)): t for t in check.triggers}
+        gate_job = asyncio.create_task(judge.gate(check.gate)) if check.gate is not None else None
+        async with heartbeating():
+            results, ending = await _gather_until_decided(check, jobs, gate_job)
+        verdicts = [results.get(job) or _unanswered(t.name, ending) for job, t in jobs.items()]
+        gate = None
+        if gate_job is not None and check.gate is not None:
+            gate = results.get(gate_job) or _unanswered(_gate_name(check.gate), ending)
         for verdict in [*verdicts, *([gate] if gate else [])]:
             activity.logger.info(
                 "check %s: %s (%s)", verdict.trigger, verdict.outcome.value, verdict.detail
             )
-        return CheckResult(checked_at=datetime.now(UTC), verdicts=list(verdicts), gate=gate)
+        return CheckResult(checked_at=datetime.now(UTC), verdicts=verdicts, gate=gate)
+
+
+async def _gather_until_decided(
+    check: CheckInput,
+    jobs: dict[asyncio.Task[TriggerVerdict], RollbackTrigger],
+    gate_job: asyncio.Task[TriggerVerdict] | None,
+) -> tuple[dict[asyncio.Task[TriggerVerdict], TriggerVerdict], str]:
+    """Collect verdicts until all are in, a trigger trips, or the deadline passes.
+
+    Returns the verdicts obtained and, when some are missing, why (for their `error` text).
+    Every job still running on the way out, a cancelled activity's included, is cancelled.
+    """
+    pending: set[asyncio.Task[TriggerVerdict]] = {*jobs, *([gate_job] if gate_job else [])}
+    results: dict[asyncio.Task[TriggerVerdict], TriggerVerdict] = {}
+    loop = asyncio.get_running_loop()
+    ends_at = None if check.deadline is None else loop.time() + check.deadline
+    ending = ""
+    try:
+        while pending:
+            left = None if ends_at is None else max(0.0, ends_at - loop.time())
+            done, pending = await asyncio.wait(
+                pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                ending = (
+                    f"no answer within the check's {check.deadline:g}s deadline; monitoring is "
+                    "slow or hung, so this check cannot tell"
+                )
+                break
+            for job in done:
+                trigger = jobs.get(job)
+                name = trigger.name if trigger else _gate_name(check.gate) if check.gate else ""
+                results[job] = _verdict_of(job, name)
+            tripped = [
+                t.name
+                for job, t in jobs.items()
+                if job in done and _trips(results[job], t, check.failures)
+            ]
+            if tripped and pending:
+                ending = (
+                    f"not judged: the check ended as soon as {tripped[0]} reached its "
+                    "failure_limit, so the rollback waits for no slower query"
+                )
+                break
+    finally:
+        for job in pending:
+            job.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    return results, ending
+
+
+def _trips(verdict: TriggerVerdict, trigger: RollbackTrigger, failures: dict[str, int]) -> bool:
+    """Whether this verdict makes `trigger` reach its failure_limit (a rollback)."""
+    if verdict.outcome is not Outcome.FAIL:
+        return False
+    return failures.get(trigger.name, 0) + 1 >= trigger.failure_limit
+
+
+def _verdict_of(job: asyncio.Task[TriggerVerdict], name: str) -> TriggerVerdict:
+    """The job's verdict; a judge that crashed is an `error` for its trigger, never lost."""
+    error = job.exception()
+    if error is None:
+        return job.result()
+    activity.logger.exception("judging %s failed", name, exc_info=error)
+    return TriggerVerdict(
+        trigger=name,
+        outcome=Outcome.ERROR,
+        detail=f"the judge failed ({type(error).__name__}: {error}); this check cannot tell",
+    )
+
+
+def _unanswered(name: str, why: str) -> TriggerVerdict:
+    return TriggerVerdict(trigger=name, outcome=Outcome.ERROR, detail=why)
+
+
+def _gate_name(gate: AdvanceWhen) -> str:
+    return f"advance_when:{gate.non_inferior}"
 
 
 class _Judge:
@@ -91,9 +180,8 @@ class _Judge:
         return await judge_trigger(self.provider, trigger, self.check.variables)
 
     async def gate(self, gate: AdvanceWhen) -> TriggerVerdict:
-        name = f"advance_when:{gate.non_inferior}"
         return await self._compare(
-            name, gate.non_inferior, gate.margin, gate.relative, self.check.gate_alpha
+            _gate_name(gate), gate.non_inferior, gate.margin, gate.relative, self.check.gate_alpha
         )
 
     async def _arms(self, metric: str) -> tuple[ArmStats, ArmStats]:

@@ -122,6 +122,15 @@ class CheckInput(Contract):
     """Observations (both arms) the stage should see; tunes the sequential tests."""
     gate: AdvanceWhen | None = None
     gate_alpha: float = 0.05
+    deadline: float | None = None
+    """Seconds the whole check may take; triggers without an answer by then are `error`.
+
+    The workflow sets it below the activity's timeout, so the verdicts already obtained (a
+    `fail` above all) always come back instead of being lost with a timed-out attempt.
+    """
+    failures: dict[str, int] = Field(default_factory=dict)
+    """Each trigger's consecutive failures before this check; a `fail` that reaches the
+    trigger's failure_limit ends the check at once, so a slow trigger never delays a rollback."""
 
 
 class Evidence(Contract):

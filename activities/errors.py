@@ -5,6 +5,7 @@
     ├── ProviderError            monitoring answered, but not with one usable number
     │   ├── ProviderUnavailable  unreachable, timed out, or 5xx
     │   ├── NoDataError          empty result or NaN: no evidence, never 0
+    │   ├── PartialDataError     an answer with warnings (e.g. partial): it cannot tell
     │   └── AmbiguousResultError several series where one was expected
     └── RouterError              the router refused a route (4xx other than 409)
         ├── RouterUnavailable    unreachable, timed out, or 5xx
@@ -21,6 +22,7 @@ __all__ = [
     "AmbiguousResultError",
     "BackendError",
     "NoDataError",
+    "PartialDataError",
     "ProviderError",
     "ProviderUnavailable",
     "RouteConflict",
@@ -49,6 +51,14 @@ class ProviderUnavailable(ProviderError):
 
 class NoDataError(ProviderError):
     """Raised on an empty result or NaN: there is no evidence, which is never a zero."""
+
+
+class PartialDataError(ProviderError):
+    """Raised when monitoring answers with warnings, such as a partial response.
+
+    A partial sum can hide exactly the series that breaches, so such an answer is an error
+    verdict (the check cannot tell), never a pass.
+    """
 
 
 class AmbiguousResultError(ProviderError):

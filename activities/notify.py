@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import NOTIFY, Notification
+from activities.http_boundary import Unreachable, excerpt, send
 
 __all__ = ["NotifyActivities", "webhook_body"]
 
@@ -41,20 +42,18 @@ class NotifyActivities:
         url = notification.webhook.url
         timeout = notification.webhook.timeout.total_seconds()
         try:
-            response = await self._client.post(
-                url, json=webhook_body(notification), timeout=timeout
+            response = await send(
+                self._client, "POST", url, json=webhook_body(notification), deadline=timeout
             )
-        except httpx.HTTPError as exc:
-            raise ApplicationError(
-                f"webhook {url} unreachable: {type(exc).__name__}: {exc}", type="WebhookDown"
-            ) from exc
+        except Unreachable as exc:
+            raise ApplicationError(f"webhook {url} {exc}", type="WebhookDown") from exc
         if response.is_success:
             activity.logger.info("notified %s of %s", url, notification.event.value)
             return
         status = response.status_code
         final = 400 <= status < 500 and status not in (408, 429)
         raise ApplicationError(
-            f"webhook {url} answered {status}: {response.text[:200]}",
+            f"webhook {url} answered {status}: {excerpt(response.text)}",
             type="WebhookRefused" if final else "WebhookDown",
             non_retryable=final,
         )

@@ -25,7 +25,6 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 from temporalio import activity
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from activities.contracts import (
     OFFLINE_EVAL,
@@ -35,7 +34,7 @@ from activities.contracts import (
     TriggerVerdict,
 )
 from activities.decision_log import DecisionLog, check_probabilities, read_decision_log
-from activities.http_reads import READ_RETRIES, ReadRetries
+from activities.http_boundary import READ_RETRIES, ReadRetries, Unreachable, send
 from analysis.offline import GateRule, OfflineEvaluation, evaluate
 from rollout_specs import OfflineEval, PolicyVersion, Threshold
 
@@ -56,14 +55,6 @@ class CandidateScoringError(Exception):
     """Raised when the candidate's probabilities cannot be had from its policy server."""
 
 
-class _Retryable(Exception):
-    """A 5xx answer, carried through tenacity (which retries on exceptions)."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
-
-
 class OfflineEvalActivities:
     """Off-policy evaluation of candidates, around one shared HTTP client.
 
@@ -74,7 +65,7 @@ class OfflineEvalActivities:
         heartbeat_every: Seconds between heartbeats while a step runs in a thread.
         retries: In-call retries of one batch on connection errors and 5xx (scoring is a pure
             read, so repeating it is safe); Temporal's retry policy stays the durable layer.
-        timeout: Seconds allowed for each batch request.
+        timeout: Seconds allowed for each batch request, its in-call retries included.
     """
 
     def __init__(
@@ -273,30 +264,17 @@ class _Scorer:
         return {action: values[:, index] for index, action in enumerate(actions)}
 
     async def _post(self, body: dict[str, Any], where: str) -> httpx.Response:
-        policy = self.retries
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts),
-            wait=wait_exponential(
-                multiplier=policy.first_wait, min=policy.first_wait, max=policy.max_wait
-            ),
-            retry=retry_if_exception_type((httpx.TransportError, _Retryable)),
-            reraise=True,
-        )
+        # Scoring is a pure read of the policy server, so its POST may be retried in the call.
         try:
-            async for attempt in retrying:
-                with attempt:
-                    response = await self.client.post(self.url, json=body, timeout=self.timeout)
-                    if response.status_code >= 500:
-                        raise _Retryable(response)
-                    return response
-        except _Retryable as exc:
-            return exc.response
-        except httpx.TransportError as exc:
+            return await send(
+                self.client, "POST", self.url, json=body, deadline=self.timeout,
+                retries=self.retries,
+            )  # fmt: skip
+        except Unreachable as exc:
             raise CandidateScoringError(
-                f"{where} is unreachable ({type(exc).__name__}: {exc}); start it, or name the "
-                "log's column of candidate probabilities in offline_eval.candidate_probabilities"
+                f"{where} {exc}; start it, or name the log's column of candidate "
+                "probabilities in offline_eval.candidate_probabilities"
             ) from exc
-        raise AssertionError("tenacity ended without an outcome")  # pragma: no cover
 
 
 def _rule(offline: OfflineEval) -> GateRule:

@@ -2,7 +2,8 @@
 
 Every failure is raised as a retryable ApplicationError whose `type` is the error's class name;
 the workflow's retry policy decides what is final. A stage change gives up on a conflict, while a
-rollback never gives up on anything.
+rollback never gives up on anything. A conflict (409) names who holds the route, read back from
+the router, so the human the rollout escalates to knows whom to ask.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import APPLY_ROUTE, ApplyRouteInput, Route
-from activities.errors import BackendError, RouteMismatch
+from activities.errors import BackendError, RouteConflict, RouteMismatch
+from activities.heartbeat import heartbeating
 from activities.registry import BackendRegistry
+from activities.routers.base import TrafficRouter
 
 __all__ = ["RoutingActivities"]
 
@@ -29,8 +32,12 @@ class RoutingActivities:
         route = request.route
         try:
             router = self._backends.router(request.router)
-            await router.put_route(request.target, route)
-            applied = await router.get_route(request.target)
+            async with heartbeating():
+                try:
+                    await router.put_route(request.target, route)
+                except RouteConflict as exc:
+                    raise await _explain_conflict(router, request, exc) from exc
+                applied = await router.get_route(request.target)
             if applied != route:
                 raise RouteMismatch(
                     f"router {request.router.url} reports {_describe(applied)} for target "
@@ -41,6 +48,25 @@ class RoutingActivities:
             raise ApplicationError(str(exc), type=type(exc).__name__) from exc
         activity.logger.info("route %s: applied %s", request.target, _describe(route))
         return route
+
+
+async def _explain_conflict(
+    router: TrafficRouter, request: ApplyRouteInput, conflict: RouteConflict
+) -> RouteConflict:
+    """The 409 with who holds the route and what it serves, read from the router itself."""
+    try:
+        holder = await router.get_route(request.target)
+    except BackendError as exc:
+        return RouteConflict(f"{conflict}; the route it holds could not be read ({exc})")
+    if holder is None:
+        return RouteConflict(f"{conflict}; reading the route back found none")
+    owner = "this rollout" if holder.rollout_id == request.route.rollout_id else "another writer"
+    return RouteConflict(
+        f"target {request.target!r} is held by rollout {holder.rollout_id!r} ({owner}) at "
+        f"{_describe(holder)}; lockgate's generation {request.route.generation} is older, so "
+        "the router refuses it. Find who wrote that route and remove or supersede it; "
+        "lockgate keeps retrying meanwhile"
+    )
 
 
 def _describe(route: Route | None) -> str:

@@ -109,7 +109,7 @@ class HttpRouter(SpecModel):
     ]
     """Base URL of the router; routes live under /v1/targets/{target}/route."""
     timeout: Duration = timedelta(seconds=5)
-    """Per-request timeout. Default 5s."""
+    """Deadline of one request, its whole answer and any retries included. Default 5s."""
 
 
 class PrometheusMonitoring(SpecModel):
@@ -119,7 +119,7 @@ class PrometheusMonitoring(SpecModel):
     url: Annotated[str, Field(pattern=URL_PATTERN)]
     """Base URL of the Prometheus server, e.g. http://127.0.0.1:9090."""
     timeout: Duration = timedelta(seconds=10)
-    """Per-query timeout. Default 10s."""
+    """Deadline of one query, its whole answer and any retries included. Default 10s."""
 
 
 class HttpMonitoring(SpecModel):
@@ -131,7 +131,7 @@ class HttpMonitoring(SpecModel):
     value_path: Annotated[str, Field(min_length=1)] = "value"
     """Dotted path to the number in the JSON answer, e.g. `data.value` or `results.0.v`."""
     timeout: Duration = timedelta(seconds=10)
-    """Per-query timeout. Default 10s."""
+    """Deadline of one query, its whole answer and any retries included. Default 10s."""
 
 
 RouterConfig = Annotated[HttpRouter, Field(discriminator="type")]
@@ -235,7 +235,7 @@ class Webhook(SpecModel):
     )
     """Events to send; default all."""
     timeout: Duration = timedelta(seconds=5)
-    """Per-request timeout. Default 5s."""
+    """Deadline of one request, its whole answer and any retries included. Default 5s."""
 
 
 NotifyConfig = Annotated[Webhook, Field(discriminator="type")]

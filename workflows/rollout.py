@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     import pydantic
@@ -83,6 +84,28 @@ NEVER_GIVE_UP = RetryPolicy(
     maximum_attempts=0,
 )
 """Rollback and the final promotion retry until the router accepts, whatever it answers."""
+LANDING_ROUNDS = (
+    (timedelta(minutes=10), timedelta(seconds=10), timedelta(minutes=10)),
+    (timedelta(hours=2), timedelta(minutes=1), timedelta(minutes=30)),
+    (timedelta.max, timedelta(minutes=5), timedelta(hours=2)),
+)
+"""(refused for less than, longest wait between attempts, round length) of a route that must
+land: every 10 s at most for the first 10 minutes, then every minute, then every 5 minutes. A
+round is one activity retried by Temporal; each new round refreshes the escalation with the
+last error, and a conflict ends a round at once so the escalation can name the route's holder.
+"""
+ESCALATION_EVERY_MAX = timedelta(hours=1)
+"""The escalation of a route that has not landed is refreshed at growing intervals up to this."""
+HISTORY_BUDGET = 5_000
+"""Events one run may hold before it continues as new, well below Temporal's 51,200 limit."""
+WORK_HEARTBEAT = timedelta(seconds=3)
+"""Heartbeat timeout of checks and routes: a dead worker's attempt is retried after this, and
+a rollback's cancel reaches the activity within it."""
+CHECK_MARGIN = timedelta(seconds=5)
+"""A check's deadline is monitoring.timeout plus this; its activity timeout adds it again."""
+PREEMPT = "rollback-preempts"
+"""Patch id: rollbacks cancel work in flight, landing loops continue as new, conflicts escalate.
+Histories recorded before it replay with the behaviour they were recorded with."""
 
 CHECK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5), maximum_attempts=2
@@ -105,6 +128,7 @@ OFFLINE_HEARTBEAT = timedelta(seconds=30)
 NOTIFICATION_GRACE = timedelta(minutes=2)
 """How long a finished rollout waits for its last notifications before it returns."""
 AUTOMATIC = "lockgate"
+T = TypeVar("T")
 
 
 @workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[pydantic.ValidationError, SpecError])
@@ -122,6 +146,7 @@ class RolloutWorkflow:
         )
         self._submitted_by = request.submitted_by
         self._wake = False
+        self._preempts = False
         self._deliveries: list[asyncio.Task[None]] = []
 
     # ----------------------------------------------------------------------------- main loop
@@ -129,6 +154,7 @@ class RolloutWorkflow:
     @workflow.run
     async def run(self, request: RolloutInput) -> RolloutResult:
         """Run the stages in order; a rollback request at any point ends in a rollback."""
+        self._preempts = workflow.patched(PREEMPT)
         if request.state is None:
             self._audit(self._submitted_by, "submitted", f"rollout {self._spec.metadata.name}")
         self._publish()
@@ -181,11 +207,26 @@ class RolloutWorkflow:
                 lambda: self._wake, timeout=interval, timeout_summary="until the next check"
             )
 
-    def _maybe_continue_as_new(self) -> None:
-        if not workflow.info().is_continue_as_new_suggested():
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        return self._preempts and info.get_current_history_length() >= HISTORY_BUDGET
+
+    def _maybe_continue_as_new(
+        self, in_flight: workflow.ActivityHandle[Route] | None = None
+    ) -> None:
+        """Continue as new when the history is long, carrying the state, cancelling `in_flight`.
+
+        Called only from the main loop, never from a handler, and never while a notification is
+        still on its way (the next call continues as new instead).
+        """
+        if not self._history_full():
             return
         if not all(task.done() for task in self._deliveries):
-            return  # a notification is still on its way; the next check continues as new
+            return
+        if in_flight is not None:
+            in_flight.cancel()
         # Every handler is synchronous (it only mutates state), so none is ever left unfinished.
         workflow.continue_as_new(
             RolloutInput(spec=self._spec, submitted_by=self._submitted_by, state=self._state)
@@ -199,14 +240,17 @@ class RolloutWorkflow:
         mode = RouteMode.SHADOW if stage.mode is StageMode.SHADOW else RouteMode.SPLIT
         route = self._route(mode, percent=stage.percent or 0.0, scope=stage.scope)
         try:
-            await workflow.execute_activity(
+            handle = workflow.start_activity(
                 APPLY_ROUTE,
                 self._route_input(route),
                 result_type=Route,
                 start_to_close_timeout=self._route_timeout(),
+                heartbeat_timeout=WORK_HEARTBEAT if self._preempts else None,
                 retry_policy=STAGE_ROUTE_RETRY,
                 summary=f"route {stage.name}: {mode.value} {stage.percent or 0:g}%",
             )
+            if await self._unless_rolling_back(handle) is None:
+                return False  # the rollback's route (a newer generation) supersedes this one
         except ActivityError as exc:
             reason = f"could not apply stage {stage.name}'s route: {_cause(exc)}"
             self._request_rollback(AUTOMATIC, reason)
@@ -303,7 +347,7 @@ class RolloutWorkflow:
             candidate=self._spec.spec.candidate,
         )
         try:
-            verdict: TriggerVerdict = await workflow.execute_activity(
+            evaluation = workflow.start_activity(
                 OFFLINE_EVAL,
                 request,
                 result_type=TriggerVerdict,
@@ -312,6 +356,10 @@ class RolloutWorkflow:
                 retry_policy=OFFLINE_RETRY,
                 summary=f"offline evaluation of {self._spec.spec.candidate.version}",
             )
+            judged = await self._unless_rolling_back(evaluation)
+            if judged is None:
+                return False
+            verdict = judged
         except ActivityError as exc:
             verdict = TriggerVerdict(
                 trigger="offline_eval",
@@ -373,8 +421,81 @@ class RolloutWorkflow:
     def _route_timeout(self) -> timedelta:
         return self._spec.spec.router.timeout * 3 + timedelta(seconds=5)
 
+    async def _unless_rolling_back(self, handle: workflow.ActivityHandle[T]) -> T | None:
+        """The activity's result, or None once a rollback is requested (the activity is cancelled).
+
+        A rollback never waits for a check or a stage route in flight: the cancel and the
+        rollback's own route leave in the same workflow task.
+        """
+        if not self._preempts:
+            return await handle
+        await workflow.wait_condition(lambda: handle.done() or self._state.rollback is not None)
+        if handle.done():
+            return await handle
+        handle.add_done_callback(_retrieve)
+        handle.cancel()
+        return None
+
     async def _apply_until_landed(self, route: Route, purpose: str) -> None:
-        """Apply a route that must land: retry forever, escalating while the router refuses."""
+        """Apply a route that must land: retry forever, escalating while the router refuses.
+
+        A refusal that lasts continues the workflow as new (the next run sends the same kind of
+        route with a newer generation), so no history outgrows its limit however long it takes.
+        """
+        if not self._preempts:
+            await self._apply_until_landed_unpatched(route, purpose)
+            return
+        state = self._state
+        since = state.landing_since = state.landing_since or workflow.now()
+        escalate_every = max(self._spec.spec.check_interval * 3, timedelta(seconds=3))
+        refusals = 0
+        while True:
+            most, length = _landing_round(workflow.now() - since)
+            handle = workflow.start_activity(
+                APPLY_ROUTE,
+                self._route_input(route),
+                result_type=Route,
+                start_to_close_timeout=self._route_timeout(),
+                schedule_to_close_timeout=length,
+                heartbeat_timeout=WORK_HEARTBEAT,
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=1),
+                    backoff_coefficient=2.0,
+                    maximum_interval=most,
+                    maximum_attempts=0,
+                    non_retryable_error_types=["RouteConflict"],
+                ),
+                summary=purpose,
+            )
+            while not handle.done():
+                await workflow.wait([handle], timeout=escalate_every.total_seconds())
+                if not handle.done():
+                    waited = _rounded(workflow.now() - since)
+                    self._escalate(
+                        f"{purpose} has not landed after {waited}; the router keeps refusing it "
+                        "and lockgate keeps retrying (lockgate status shows the last error)"
+                    )
+                    escalate_every = min(escalate_every * 2, ESCALATION_EVERY_MAX)
+                    self._maybe_continue_as_new(in_flight=handle)
+            try:
+                handle.result()
+                state.landing_since = None
+                return
+            except ActivityError as exc:  # a conflict, or a round that ran out of time
+                waited = _rounded(workflow.now() - since)
+                self._escalate(
+                    f"{purpose} has not landed after {waited}: {_refusal(exc)}; lockgate keeps "
+                    "retrying"
+                )
+                if exc.retry_state is RetryState.NON_RETRYABLE_FAILURE:  # a conflict
+                    refusals = min(refusals + 1, 12)
+                    backoff = min(timedelta(seconds=2**refusals), most)
+                    await workflow.sleep(backoff, summary=f"retry {purpose}")
+                # otherwise the round ran out of time, and the next one starts at once
+                self._maybe_continue_as_new()
+
+    async def _apply_until_landed_unpatched(self, route: Route, purpose: str) -> None:
+        """The landing loop of histories recorded before PREEMPT, replayed as they ran."""
         escalate_every = max(self._spec.spec.check_interval * 3, timedelta(seconds=3))
         waited = timedelta()
         while True:
@@ -408,6 +529,8 @@ class RolloutWorkflow:
         record.checks += 1
         state.checks_total += 1
         result = await self._run_checks(stage, record.checks)
+        if result is None:
+            return Action.ROLLBACK  # a rollback was requested while the check ran
         elapsed = workflow.now() - record.started_at
         assessment = assess(
             self._spec.spec,
@@ -445,7 +568,8 @@ class RolloutWorkflow:
             )
         return assessment.action
 
-    async def _run_checks(self, stage: Stage, number: int) -> CheckResult:
+    async def _run_checks(self, stage: Stage, number: int) -> CheckResult | None:
+        """The check's verdicts, or None when a rollback was requested while it ran."""
         body = self._spec.spec
         triggers = body.triggers_for(stage)
         gate = stage.advance_when
@@ -462,16 +586,25 @@ class RolloutWorkflow:
             gate=gate,
             gate_alpha=body.alpha,
         )
+        timeout = body.monitoring.timeout * 3 + timedelta(seconds=10)
+        if self._preempts:
+            deadline = body.monitoring.timeout + CHECK_MARGIN
+            failures = self._state.trigger_failures
+            check = check.model_copy(
+                update={"deadline": deadline.total_seconds(), "failures": dict(failures)}
+            )
+            timeout = deadline + CHECK_MARGIN
         try:
-            result: CheckResult = await workflow.execute_activity(
+            handle = workflow.start_activity(
                 RUN_CHECKS,
                 check,
                 result_type=CheckResult,
-                start_to_close_timeout=body.monitoring.timeout * 3 + timedelta(seconds=10),
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=WORK_HEARTBEAT if self._preempts else None,
                 retry_policy=CHECK_RETRY,
                 summary=f"check {stage.name} #{number}",
             )
-            return result
+            return await self._unless_rolling_back(handle)
         except ActivityError as exc:
             # The checker itself failed: that is an error verdict for every trigger, never a pass.
             detail = f"the check could not run: {_cause(exc)}"
@@ -753,6 +886,33 @@ def _require_actor_and_reason(command: ControlInput) -> None:
 
 def _refuse(message: str) -> None:
     raise ApplicationError(message, type=REFUSED, non_retryable=True)
+
+
+def _landing_round(refused_for: timedelta) -> tuple[timedelta, timedelta]:
+    """The longest wait between attempts and the round's length, after `refused_for`."""
+    for limit, most, length in LANDING_ROUNDS:
+        if refused_for < limit:
+            return most, length
+    return LANDING_ROUNDS[-1][1], LANDING_ROUNDS[-1][2]
+
+
+def _rounded(elapsed: timedelta) -> str:
+    """A duration for humans, in whole seconds (`2h5m3s`, never `7503120ms`)."""
+    return format_duration(timedelta(seconds=round(elapsed.total_seconds())))
+
+
+def _refusal(error: ActivityError) -> str:
+    """What the activity said (a conflict names the route's holder); else the root cause."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.message:
+        return f"{cause.type}: {cause.message}" if cause.type else cause.message
+    return _cause(error)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Read a cancelled activity's outcome, so asyncio never logs it as unretrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _cause(error: BaseException) -> str:

@@ -109,6 +109,9 @@ class RolloutState(StateModel):
     rollback: RollbackRequest | None = None
     escalation: str | None = None
     """Why a human is needed now, if one is."""
+    landing_since: datetime | None = None
+    """When lockgate began applying a route that must land (rollback, promotion); kept across
+    continue-as-new so the escalation says how long the router has refused it in all."""
     approvals: list[AuditEntry] = Field(default_factory=list)
     """Approvals of the stage awaiting approval now (cleared when its traffic moves)."""
     approval_asked_at: datetime | None = None

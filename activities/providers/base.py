@@ -10,19 +10,20 @@ __all__ = ["MetricProvider", "Sample"]
 
 @dataclass(frozen=True)
 class Sample:
-    """One finite number answered by monitoring, with the labels and warnings that came with it."""
+    """One finite number answered by monitoring, with the labels of its series."""
 
     value: float
     labels: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
 
 
 class MetricProvider(Protocol):
     """A monitoring backend. Providers are dumb and strict: judging happens in checks.py.
 
     `query` returns exactly one finite Sample, or raises NoDataError (empty, NaN),
-    AmbiguousResultError (several series), ProviderUnavailable (transport, timeout, 5xx) or
-    ProviderError (any other refusal, e.g. a bad query). It never returns 0 for "no data".
+    AmbiguousResultError (several series), PartialDataError (an answer with warnings),
+    ProviderUnavailable (transport, timeout, 5xx) or ProviderError (any other refusal, e.g. a bad
+    query). It never returns 0 for "no data". Each query ends within monitoring.timeout, its
+    retries included.
     """
 
     async def query(self, query: str) -> Sample:

@@ -13,13 +13,11 @@ import math
 import httpx
 
 from activities.errors import NoDataError, ProviderError, ProviderUnavailable
-from activities.http_reads import READ_RETRIES, ReadRetries, get_with_retries
+from activities.http_boundary import READ_RETRIES, ReadRetries, Unreachable, excerpt, send
 from activities.providers.base import Sample
 from rollout_specs import HttpMonitoring
 
 __all__ = ["HttpJsonProvider"]
-
-_EXCERPT_CHARS = 200
 
 
 class HttpJsonProvider:
@@ -64,7 +62,7 @@ class HttpJsonProvider:
         except ValueError as exc:
             raise ProviderError(
                 f"{self._url} answered query {query!r} with a body that is not JSON "
-                f"({_excerpt(response.text)!r}); check monitoring.url"
+                f"({excerpt(response.text)!r}); check monitoring.url"
             ) from exc
         return Sample(value=self._number(self._walk(document, query), query))
 
@@ -85,39 +83,33 @@ class HttpJsonProvider:
         )
 
     async def _get(self, query: str) -> httpx.Response:
-        attempts = self._retries.attempts
         try:
-            response = await get_with_retries(
+            response = await send(
                 self._client,
+                "GET",
                 self._url,
                 params={"query": query},
-                attempt_timeout=self._timeout,
-                policy=self._retries,
+                deadline=self._timeout,
+                retries=self._retries,
             )
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(
-                f"{self._url} did not answer within {self._timeout:g}s ({attempts} attempts, "
-                f"{type(exc).__name__}); check the endpoint, or raise monitoring.timeout"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(
-                f"cannot reach {self._url} ({attempts} attempts, {type(exc).__name__}: {exc}); "
-                "check monitoring.url and that the endpoint is up"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ProviderError(
-                f"request to {self._url} failed ({type(exc).__name__}: {exc})"
-            ) from exc
+        except Unreachable as exc:
+            fix = (
+                "check the endpoint, or raise monitoring.timeout"
+                if exc.timed_out
+                else "check monitoring.url and that the endpoint is up"
+            )
+            raise ProviderUnavailable(f"{self._url} {exc}; {fix}") from exc
+        attempts = self._retries.attempts
         status = response.status_code
         if status >= 500:
             raise ProviderUnavailable(
                 f"{self._url} answered HTTP {status} to all {attempts} attempts "
-                f"({_excerpt(response.text) or 'empty body'})"
+                f"({excerpt(response.text) or 'empty body'})"
             )
         if not 200 <= status < 300:
             raise ProviderError(
                 f"{self._url} refused query {query!r} with HTTP {status} "
-                f"({_excerpt(response.text) or 'empty body'}); check the trigger's query and "
+                f"({excerpt(response.text) or 'empty body'}); check the trigger's query and "
                 "monitoring.url"
             )
         return response
@@ -179,7 +171,7 @@ def _kind(node: object) -> str:
     if isinstance(node, bool):
         return f"the boolean {str(node).lower()}"
     if isinstance(node, str):
-        return f"the string {_excerpt(node)!r}"
+        return f"the string {excerpt(node)!r}"
     if isinstance(node, dict):
         return "an object"
     if isinstance(node, list):
@@ -187,8 +179,3 @@ def _kind(node: object) -> str:
     if isinstance(node, int | float):
         return f"the number {node}"
     return type(node).__name__
-
-
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."

@@ -14,17 +14,17 @@ import httpx
 from activities.errors import (
     AmbiguousResultError,
     NoDataError,
+    PartialDataError,
     ProviderError,
     ProviderUnavailable,
 )
-from activities.http_reads import READ_RETRIES, ReadRetries, get_with_retries
+from activities.http_boundary import READ_RETRIES, ReadRetries, Unreachable, excerpt, send
 from activities.providers.base import Sample
 from rollout_specs import PrometheusMonitoring
 
 __all__ = ["PrometheusProvider"]
 
 _SHOWN_SERIES = 3
-_EXCERPT_CHARS = 200
 
 
 class PrometheusProvider:
@@ -53,14 +53,14 @@ class PrometheusProvider:
             query: A rendered PromQL expression that yields one series or a scalar.
 
         Returns:
-            The value, the series' labels and any warnings Prometheus attached (for example
-            about a partial answer), which the verdict keeps as evidence.
+            The value and the series' labels.
 
         Raises:
-            ProviderUnavailable: Prometheus could not be reached, timed out, or answered 5xx
-                on every attempt.
+            ProviderUnavailable: Prometheus could not be reached, gave no complete answer
+                within monitoring.timeout (retries included), or answered 5xx on every attempt.
             NoDataError: No series matched, or the value is NaN or infinite.
             AmbiguousResultError: Several series matched.
+            PartialDataError: Prometheus attached warnings (e.g. a partial response).
             ProviderError: Prometheus refused the query, or answered something that is not an
                 instant value.
         """
@@ -69,13 +69,12 @@ class PrometheusProvider:
         data = _object(body.get("data"))
         if data is None:
             raise self._shape_error(query, "it has no `data` object")
-        warnings = _strings(body.get("warnings"))
         result_type = data.get("resultType")
         result = data.get("result")
         if result_type == "vector":
-            return self._from_vector(result, query, warnings)
+            return self._from_vector(result, query)
         if result_type == "scalar":
-            return Sample(value=self._finite(result, query), warnings=warnings)
+            return Sample(value=self._finite(result, query))
         if result_type == "matrix":
             raise ProviderError(
                 f"query {query!r} returned a range vector from {self._endpoint}, but a check "
@@ -131,30 +130,24 @@ class PrometheusProvider:
         return values
 
     async def _get(self, query: str) -> httpx.Response:
-        attempts = self._retries.attempts
         try:
-            response = await get_with_retries(
+            response = await send(
                 self._client,
+                "GET",
                 self._endpoint,
                 params={"query": query},
-                attempt_timeout=self._timeout,
-                policy=self._retries,
+                deadline=self._timeout,
+                retries=self._retries,
             )
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(
-                f"Prometheus at {self._endpoint} did not answer within {self._timeout:g}s "
-                f"({attempts} attempts, {type(exc).__name__}); check that it is healthy, or "
-                "raise monitoring.timeout if the query is legitimately slow"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(
-                f"cannot reach Prometheus at {self._endpoint} ({attempts} attempts, "
-                f"{type(exc).__name__}: {exc}); check monitoring.url and that Prometheus is up"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ProviderError(
-                f"request to Prometheus at {self._endpoint} failed ({type(exc).__name__}: {exc})"
-            ) from exc
+        except Unreachable as exc:
+            fix = (
+                "check that it is healthy, or raise monitoring.timeout if the query is "
+                "legitimately slow"
+                if exc.timed_out
+                else "check monitoring.url and that Prometheus is up"
+            )
+            raise ProviderUnavailable(f"Prometheus at {self._endpoint} {exc}; {fix}") from exc
+        attempts = self._retries.attempts
         status = response.status_code
         if status >= 500:
             raise ProviderUnavailable(
@@ -179,7 +172,7 @@ class PrometheusProvider:
         except ValueError as exc:
             raise ProviderError(
                 f"Prometheus at {self._endpoint} answered query {query!r} with a body that is "
-                f"not JSON ({_excerpt(response.text)!r}); check that monitoring.url is "
+                f"not JSON ({excerpt(response.text)!r}); check that monitoring.url is "
                 "Prometheus and not a proxy or login page"
             ) from exc
         body = _object(decoded)
@@ -190,9 +183,17 @@ class PrometheusProvider:
                 f"Prometheus at {self._endpoint} reported status {body.get('status')!r} for "
                 f"query {query!r} ({_prometheus_error(body)})"
             )
+        # Older servers put info annotations among the warnings; those do not weaken the answer.
+        warnings = [w for w in _strings(body.get("warnings")) if not w.startswith("PromQL info:")]
+        if warnings:
+            raise PartialDataError(
+                f"Prometheus at {self._endpoint} warned about query {query!r}: "
+                f"{excerpt('; '.join(warnings))}; a possibly partial answer is not evidence, "
+                "so this check cannot tell (fix the store or the query behind the warning)"
+            )
         return body
 
-    def _from_vector(self, result: object, query: str, warnings: list[str]) -> Sample:
+    def _from_vector(self, result: object, query: str) -> Sample:
         if not isinstance(result, list):
             raise self._shape_error(query, "its vector result is not a list")
         if not result:
@@ -213,7 +214,6 @@ class PrometheusProvider:
         return Sample(
             value=self._finite(series[0].get("value"), query),
             labels=labels[0],
-            warnings=warnings,
         )
 
     def _finite(self, point: object, query: str) -> float:
@@ -281,13 +281,8 @@ def _error_text(response: httpx.Response) -> str:
     try:
         decoded: object = response.json()
     except ValueError:
-        return _excerpt(response.text) or "empty body"
+        return excerpt(response.text) or "empty body"
     body = _object(decoded)
     if body is None or "error" not in body:
-        return _excerpt(response.text)
+        return excerpt(response.text)
     return _prometheus_error(body)
-
-
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."

@@ -18,12 +18,10 @@ from pydantic import ValidationError
 
 from activities.contracts import Route
 from activities.errors import RouteConflict, RouterError, RouterUnavailable
-from activities.http_reads import READ_RETRIES, ReadRetries, get_with_retries
+from activities.http_boundary import READ_RETRIES, ReadRetries, Unreachable, excerpt, send
 from rollout_specs import HttpRouter
 
 __all__ = ["HttpTrafficRouter"]
-
-_EXCERPT_CHARS = 200
 
 
 class HttpTrafficRouter:
@@ -64,11 +62,11 @@ class HttpTrafficRouter:
         """
         url = self._route_url(target)
         try:
-            response = await self._client.put(
-                url, json=route.model_dump(mode="json"), timeout=self._timeout
+            response = await send(
+                self._client, "PUT", url, json=route.model_dump(mode="json"), deadline=self._timeout
             )
-        except httpx.HTTPError as exc:
-            raise self._transport_error(url, exc, attempts=1) from exc
+        except Unreachable as exc:
+            raise self._unreachable(url, exc) from exc
         if response.status_code == 409:
             raise RouteConflict(
                 f"router at {url} refused generation {route.generation} of rollout "
@@ -95,11 +93,11 @@ class HttpTrafficRouter:
         """
         url = self._route_url(target)
         try:
-            response = await get_with_retries(
-                self._client, url, attempt_timeout=self._timeout, policy=self._retries
+            response = await send(
+                self._client, "GET", url, deadline=self._timeout, retries=self._retries
             )
-        except httpx.HTTPError as exc:
-            raise self._transport_error(url, exc, attempts=self._retries.attempts) from exc
+        except Unreachable as exc:
+            raise self._unreachable(url, exc) from exc
         if response.status_code == 404:
             return None
         self._raise_for_status(response, url, "the read")
@@ -108,19 +106,13 @@ class HttpTrafficRouter:
     def _route_url(self, target: str) -> str:
         return f"{self._base}/v1/targets/{quote(target, safe='')}/route"
 
-    def _transport_error(self, url: str, exc: httpx.HTTPError, *, attempts: int) -> RouterError:
-        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
-        if isinstance(exc, httpx.TimeoutException):
-            return RouterUnavailable(
-                f"router at {url} did not answer within {self._timeout:g}s ({tries}, "
-                f"{type(exc).__name__}); check the router, or raise router.timeout"
-            )
-        if isinstance(exc, httpx.TransportError):
-            return RouterUnavailable(
-                f"cannot reach the router at {url} ({tries}, {type(exc).__name__}: {exc}); "
-                "check router.url and that the router is up"
-            )
-        return RouterError(f"request to the router at {url} failed ({type(exc).__name__}: {exc})")
+    def _unreachable(self, url: str, exc: Unreachable) -> RouterUnavailable:
+        fix = (
+            "check the router, or raise router.timeout"
+            if exc.timed_out
+            else "check router.url and that the router is up"
+        )
+        return RouterUnavailable(f"router at {url} {exc}; {fix}")
 
     def _raise_for_status(self, response: httpx.Response, url: str, what: str) -> None:
         status = response.status_code
@@ -151,7 +143,7 @@ def _detail(response: httpx.Response) -> str:
         body = None
     if isinstance(body, dict) and "detail" in body:
         return str(body["detail"])
-    return _excerpt(response.text) or "empty body"
+    return excerpt(response.text) or "empty body"
 
 
 def _problems(exc: ValueError) -> str:
@@ -161,8 +153,3 @@ def _problems(exc: ValueError) -> str:
             for error in exc.errors(include_url=False)
         )
     return f"not JSON: {exc}"
-
-
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."

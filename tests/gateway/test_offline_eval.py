@@ -17,7 +17,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import OfflineEvalInput, Outcome, TriggerVerdict
-from activities.http_reads import ReadRetries
+from activities.http_boundary import ReadRetries
 from activities.offline_eval import OfflineEvalActivities
 from gateway.policies import load_policy
 from gateway.policy_server import MAX_BATCH

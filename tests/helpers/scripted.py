@@ -6,7 +6,7 @@ import dataclasses
 
 import httpx
 
-from activities.http_reads import READ_RETRIES
+from activities.http_boundary import READ_RETRIES
 
 Reply = httpx.Response | httpx.HTTPError
 

@@ -32,7 +32,7 @@ START_TIMEOUT: Final = 5.0
 """Seconds a server may take to start serving (or to stop) before the test fails."""
 
 MetricValue = float | str | None
-"""A float (one series), None (no data), or one of "nan", "down", "multi"."""
+"""A float (one series), None (no data), or one of "nan", "down", "multi", "hang"."""
 
 Reply = tuple[int, object]
 """An HTTP status and a JSON-serialisable body."""
@@ -42,7 +42,11 @@ _ROUTE_KEYS = frozenset(
     {"rollout_id", "generation", "incumbent", "candidate", "mode", "percent", "scope", "guardrails"}
 )
 _MODES = frozenset({"off", "shadow", "split"})
-_SPECIAL_VALUES = frozenset({"nan", "down", "multi"})
+_SPECIAL_VALUES = frozenset({"nan", "down", "multi", "hang"})
+
+
+class _Hung(Exception):
+    """Raised by a fake once a request it held open is released: send no answer."""
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -76,6 +80,8 @@ class _Handler(BaseHTTPRequestHandler):
         app = cast(_HttpServer, self.server).app
         try:
             status, payload = app.respond(method, url.path, parse_qs(url.query), body)
+        except _Hung:
+            return  # the test made this request hang until the server closed: no answer at all
         except Exception:
             # A bug in the fixture must fail the test visibly, not hang the client.
             status, payload = 500, {"detail": traceback.format_exc()}
@@ -95,6 +101,8 @@ class _BackgroundServer:
         self._refusals = 0
         self._refusal_status = 503
         self._closed = False
+        self._released = threading.Event()
+        """Set on close: requests the test made hang give up then (no answer is sent)."""
         self._started = threading.Event()
         self._httpd = _HttpServer(self)
         self._thread = threading.Thread(
@@ -127,6 +135,7 @@ class _BackgroundServer:
         if self._closed:
             return
         self._closed = True
+        self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(START_TIMEOUT)
@@ -159,6 +168,11 @@ class _BackgroundServer:
     def _handle(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
         raise NotImplementedError
 
+    def _hang(self) -> None:
+        """Hold the request open, unanswered, until the server closes."""
+        self._released.wait()
+        raise _Hung
+
     def _error_body(self, message: str) -> object:
         return {"detail": message}
 
@@ -179,6 +193,7 @@ class RouterServer(_BackgroundServer):
         self._routes: dict[str, dict[str, Any]] = {}
         self._history: list[dict[str, Any]] = []
         self._corrupt_reads = False
+        self._hung_modes: frozenset[str] = frozenset()
         super().__init__()
 
     @property
@@ -191,6 +206,21 @@ class RouterServer(_BackgroundServer):
         """A copy of the route stored for `target`, or None."""
         with self._lock:
             return copy.deepcopy(self._routes.get(target))
+
+    def hang_puts(self, *modes: str) -> None:
+        """PUTs of these route modes get no answer (a router stuck mid-change) until close."""
+        with self._lock:
+            self._hung_modes = frozenset(modes)
+
+    def impose(self, target: str, route: dict[str, Any]) -> None:
+        """Store `route` as another writer would, whatever its generation (a takeover)."""
+        with self._lock:
+            self._routes[target] = copy.deepcopy(route)
+
+    def drop(self, target: str) -> None:
+        """Forget `target`'s route, as an operator clearing a stray writer would."""
+        with self._lock:
+            self._routes.pop(target, None)
 
     def corrupt_reads(self, value: bool) -> None:
         """While on, GET answers the stored route with a different percent (a lying router)."""
@@ -226,6 +256,10 @@ class RouterServer(_BackgroundServer):
         problem = _route_problem(route)
         if problem is not None:
             return 422, {"detail": problem}
+        with self._lock:
+            hung = route["mode"] in self._hung_modes
+        if hung:
+            self._hang()
         with self._lock:
             stored = self._routes.get(target)
             if stored is not None and route["generation"] < stored["generation"]:
@@ -265,8 +299,9 @@ class MetricsServer(_BackgroundServer):
 
     A query is looked up by its metric key: the text before the first `{` or `(`, stripped, so
     `error_rate{target="ranker"}` reads the value set for `error_rate`. Values are a float (one
-    series with that value), None (no series), "nan" (a NaN sample), "down" (503) or "multi"
-    (two series). An unset metric answers like None.
+    series with that value), None (no series), "nan" (a NaN sample), "down" (503), "multi"
+    (two series) or "hang" (no answer until the server closes). An unset metric answers like
+    None.
 
     `GET /api/v1/query?query=...` answers in Prometheus's JSON format. `GET /v1/stats?query=...`
     answers `{"value": <number or null>}` from the same table ("multi" gives a list there).
@@ -307,6 +342,8 @@ class MetricsServer(_BackgroundServer):
             value = self._values.get(metric_key(text))
         if value == "down":
             return 503, self._error_body(f"the test marked {metric_key(text)!r} down")
+        if value == "hang":
+            self._hang()
         if path == "/v1/stats":
             return 200, {"value": _stats_value(value)}
         return 200, {"status": "success", "data": _vector(value)}

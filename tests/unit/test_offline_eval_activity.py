@@ -15,7 +15,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import OfflineEvalInput, Outcome, TriggerVerdict
-from activities.http_reads import ReadRetries
+from activities.http_boundary import ReadRetries
 from activities.offline_eval import OfflineEvalActivities
 from rollout_specs import OfflineEval, PolicyVersion
 from simulator.offline_log import write_log

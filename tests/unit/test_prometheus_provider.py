@@ -11,9 +11,11 @@ import pytest
 from activities.errors import (
     AmbiguousResultError,
     NoDataError,
+    PartialDataError,
     ProviderError,
     ProviderUnavailable,
 )
+from activities.http_boundary import Unreachable
 from activities.providers.prometheus import PrometheusProvider
 from rollout_specs import PrometheusMonitoring
 from tests.helpers.scripted import NO_WAIT, Scripted
@@ -48,7 +50,7 @@ def failure(status: int, error_type: str, error: str) -> httpx.Response:
     return httpx.Response(status, json={"status": "error", "errorType": error_type, "error": error})
 
 
-async def test_one_series_gives_its_value_labels_and_warnings(
+async def test_one_series_gives_its_value_and_labels_and_an_info_annotation_is_no_warning(
     prometheus: Scripted, provider: PrometheusProvider
 ) -> None:
     prometheus.script(
@@ -58,6 +60,7 @@ async def test_one_series_gives_its_value_labels_and_warnings(
                 "result": [{"metric": {"target": "ranker"}, "value": [1700000000, "0.0125"]}],
             },
             warnings=["PromQL info: metric might not be a counter"],
+            infos=["PromQL info: metric might not be a histogram"],
         )
     )
 
@@ -65,7 +68,44 @@ async def test_one_series_gives_its_value_labels_and_warnings(
 
     assert sample.value == 0.0125
     assert sample.labels == {"target": "ranker"}
-    assert sample.warnings == ["PromQL info: metric might not be a counter"]
+
+
+PARTIAL = "remote read: partial response, 1 of 3 stores failed to answer"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"resultType": "vector", "result": [{"metric": {}, "value": [1700000000, "0"]}]},
+        {"resultType": "scalar", "result": [1700000000, "0"]},
+        {"resultType": "vector", "result": []},
+    ],
+    ids=["vector", "scalar", "empty"],
+)
+async def test_an_answer_with_warnings_is_an_error_never_a_value(
+    prometheus: Scripted, provider: PrometheusProvider, data: object
+) -> None:
+    # A partial sum of 0 errors can hide the one store whose series breaches.
+    prometheus.script(success(data, warnings=[PARTIAL]))
+
+    with pytest.raises(PartialDataError, match="partial response, 1 of 3 stores") as caught:
+        await provider.query(QUERY)
+
+    assert "not evidence" in str(caught.value)
+
+
+async def test_a_by_label_answer_with_warnings_is_an_error(
+    prometheus: Scripted, provider: PrometheusProvider
+) -> None:
+    prometheus.script(
+        success(
+            {"resultType": "vector", "result": [{"metric": {"action": "a"}, "value": [1, "3"]}]},
+            warnings=[PARTIAL],
+        )
+    )
+
+    with pytest.raises(PartialDataError):
+        await provider.query_by("sum by (action) (x)", "action")
 
 
 async def test_sends_an_instant_query_with_the_configured_timeout(
@@ -79,7 +119,7 @@ async def test_sends_an_instant_query_with_the_configured_timeout(
     assert request.method == "GET"
     assert str(request.url.copy_with(query=None)) == ENDPOINT
     assert request.url.params["query"] == QUERY
-    assert request.extensions["timeout"]["read"] == 2.0
+    assert request.extensions["timeout"]["read"] == pytest.approx(2.0, abs=0.05)
 
 
 async def test_a_scalar_result_is_a_value(
@@ -199,9 +239,10 @@ async def test_connection_refused_is_unavailable_with_url_and_cause(
         await provider.query(QUERY)
 
     message = str(caught.value)
-    assert f"cannot reach Prometheus at {ENDPOINT}" in message
+    assert f"Prometheus at {ENDPOINT} could not be reached (3 attempts" in message
     assert "ConnectError: [Errno 111] Connection refused" in message
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert isinstance(caught.value.__cause__, Unreachable)
+    assert isinstance(caught.value.__cause__.__cause__, httpx.ConnectError)
     assert len(prometheus.requests) == 3
 
 

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from importlib.metadata import files
 from pathlib import Path
 
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import BackendRegistry
 from runtime.client import ensure_search_attributes
-from runtime.rollouts import submit_rollout
+from runtime.rollouts import send_command, submit_rollout
 from tests.conftest import build_spec, record_history, spec_document
 from tests.helpers.servers import MetricsServer, RouterServer
+from tests.helpers.waiting import wait_until
 from worker import build_worker, http_client
 from workflows.state import Phase
 
@@ -85,3 +88,58 @@ async def test_a_long_rollout_continues_as_new_and_keeps_its_state(
     assert [s["name"] for s in status["state"]["stages"]] == ["shadow", "canary", "half", "full"]
     assert status["state"]["audit"][0]["actor"] == "alice", "the audit trail survived"
     assert status["state"]["rollout_id"].endswith(handle.result_run_id or "?")
+
+
+MAX_EVENTS_PER_RUN = 10_000
+
+
+async def test_a_router_refusing_for_30_days_never_loses_the_rollback(
+    time_skipping_env: WorkflowEnvironment, router: RouterServer, metrics: MetricsServer
+) -> None:
+    """A month of refusals: the rollout keeps retrying in runs of bounded history, then lands."""
+    client = time_skipping_env.client
+    metrics.set("error_rate", 0.0)
+    document = spec_document(router.url, metrics.url)
+    document["spec"]["check_interval"] = "1s"  # the shortest cadence makes the most events
+    document["spec"]["stages"][0]["min_duration"] = "1h"
+    spec = build_spec(document)
+    target = spec.spec.target
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    async with http_client() as http, build_worker(client, queue, BackendRegistry(http)):
+        handle = await submit_rollout(client, spec, submitted_by="alice", task_queue=queue)
+        await wait_until(lambda: router.current(target), what="the shadow route")
+        router.refuse_next(10**9, 503)  # the router answers 503 to everything from now on
+        await send_command(client, target, "rollback", actor="bob", reason="bad shadow")
+        for _ in range(30):  # a day at a time: one very long skip outlives the RPC's connection
+            await time_skipping_env.sleep(timedelta(days=1))
+
+        description = await handle.describe()
+        status = await client.get_workflow_handle(handle.id).query("status")
+        router.refuse_next(0)
+        await time_skipping_env.sleep(timedelta(minutes=10))  # past the longest retry interval
+        final = await client.get_workflow_handle(handle.id).query("status")
+        runs = await _runs(client, handle.id, handle.result_run_id or "")
+
+    assert description.status is WorkflowExecutionStatus.RUNNING, "still retrying after 30 days"
+    assert status["state"]["phase"] == "rolling_back"
+    assert re.search(r"has not landed after (29d23h|30d)", status["state"]["escalation"] or "")
+    assert final["state"]["phase"] == "rolled_back", final["state"]["escalation"]
+    assert router.current(target) is not None
+    assert router.current(target)["mode"] == "off"  # type: ignore[index]
+    assert len(runs) >= 2, "the month of retries continued as new"
+    assert max(runs) < MAX_EVENTS_PER_RUN, f"events per run: {runs}"
+    audit = [entry["action"] for entry in status["state"]["audit"]]
+    assert audit[:2] == ["submitted", "stage_started"], "the audit trail crossed every run"
+
+
+async def _runs(client: Client, workflow_id: str, first_run: str) -> list[int]:
+    """The number of history events of each run of `workflow_id`, following continue-as-new."""
+    counts: list[int] = []
+    run_id: str | None = first_run
+    while run_id:
+        run = client.get_workflow_handle(workflow_id, run_id=run_id)
+        events = [event async for event in run.fetch_history_events()]
+        counts.append(len(events))
+        continued = events[-1].workflow_execution_continued_as_new_event_attributes
+        run_id = continued.new_execution_run_id or None
+    return counts

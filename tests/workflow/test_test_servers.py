@@ -22,7 +22,7 @@ from activities.errors import (
     ProviderUnavailable,
     RouteConflict,
 )
-from activities.http_reads import READ_RETRIES
+from activities.http_boundary import READ_RETRIES
 from activities.providers.http_json import HttpJsonProvider
 from activities.providers.prometheus import PrometheusProvider
 from activities.routers.http_router import HttpTrafficRouter
