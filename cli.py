@@ -32,9 +32,11 @@ from runtime.demo import EXPECTED_PHASE, DemoOptions, run_demo
 from runtime.history import AuditTrail, HistoryUnreadable, fetch_audit_trail, fetch_record
 from runtime.rollouts import (
     CommandRefused,
+    PendingActivity,
     RolloutAlreadyRunning,
     RolloutNotFound,
     describe_rollout,
+    pending_activities,
     query_status,
     send_command,
     submit_rollout,
@@ -173,21 +175,31 @@ def status(
     target: TargetArgument,
     output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
 ) -> None:
-    """Show where a rollout is and why (falls back to the server's view without a worker)."""
+    """Show where a rollout is and why (falls back to the server's view without a worker).
+
+    Activities the server is retrying (a rollback the router refuses, say) are listed with their
+    attempt count and last error: that is why a rollout is stuck, and it needs no worker.
+    """
     if output not in ("table", "json"):
         raise typer.BadParameter("use table or json", param_hint="--output")
     full, description = _run(lambda client: _fetch_status(client, target))
+    pending = pending_activities(description)
     if output == "json":
-        if full is not None:
-            print(full.model_dump_json(indent=2))
-        else:
-            print(json.dumps(_fallback_json(description), indent=2))
+        # The same `pending_activities` key with or without a worker, so scripts need one path.
+        document = (
+            json.loads(full.model_dump_json()) if full is not None else _fallback_json(description)
+        )
+        document["pending_activities"] = [p.model_dump(mode="json") for p in pending]
+        print(json.dumps(document, indent=2, ensure_ascii=False))
         return
     if full is None:
         err.print("[yellow]no worker answered the status query; showing the server's view[/yellow]")
         out.print(_fallback_table(description))
     else:
         out.print(render_status(full))
+    in_flight = render_pending(pending)
+    if in_flight is not None:
+        out.print(in_flight)
 
 
 async def _fetch_status(
@@ -217,6 +229,36 @@ def _fallback_table(description: WorkflowExecutionDescription) -> Table:
     table = Table(title=f"{description.id} (from search attributes)", show_header=False)
     for key, value in _fallback_json(description).items():
         table.add_row(key, str(value))
+    return table
+
+
+def render_pending(pending: list[PendingActivity]) -> Table | None:
+    """The activities that failed at least once and are being retried, or None if none is.
+
+    Errors come from servers and routers, so every cell is plain Text, never rich markup.
+    """
+    retrying = [activity for activity in pending if activity.retrying]
+    if not retrying:
+        return None
+    table = Table(title="in flight (retrying)", title_justify="left")
+    for column in ("activity", "attempt", "state", "next attempt (UTC)", "last error"):
+        table.add_column(column)
+    for activity in retrying:
+        limit = activity.maximum_attempts
+        attempt = f"{activity.attempt}/{limit}" if limit else f"{activity.attempt} (no limit)"
+        next_at = activity.next_attempt_at
+        table.add_row(
+            *(
+                Text(cell)
+                for cell in (
+                    activity.activity,
+                    attempt,
+                    activity.state,
+                    f"{next_at:%H:%M:%S}" if next_at else "",
+                    activity.last_error or "",
+                )
+            )
+        )
     return table
 
 

@@ -2,12 +2,21 @@
 
 The CLI is a thin shell over these, and the tests drive the same functions, so what a release
 engineer types and what the tests check is one code path.
+
+`pending_activities` reads why a rollout is stuck from the server's own description: an
+activity that keeps failing (a rollback the router refuses is retried forever) shows there with
+its attempt count and last error, with or without a worker answering queries.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, ConfigDict
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -33,9 +42,13 @@ from workflows.visibility import CANDIDATE, PHASE, starting_search_attributes
 __all__ = [
     "COMMANDS",
     "CommandRefused",
+    "PendingActivity",
     "RolloutAlreadyRunning",
     "RolloutNotFound",
     "describe_rollout",
+    "failure_text",
+    "pending_activities",
+    "pending_activity",
     "query_status",
     "send_command",
     "submit_rollout",
@@ -136,3 +149,128 @@ async def send_command(
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
         raise CommandRefused(message) from exc
     return result
+
+
+class PendingActivity(BaseModel):
+    """An activity the server has scheduled or started for a rollout and not yet seen finish.
+
+    Read from `describe()`, so it needs no worker. An activity failing again and again (the
+    router refusing a rollback, which is retried forever) is what keeps a rollout stuck; this is
+    where a human reads why.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    activity_id: str
+    activity: str
+    """The activity type, e.g. `apply_route` or `run_checks`."""
+    attempt: int
+    """The attempt running or scheduled now; 1 until the first failure."""
+    maximum_attempts: int | None
+    """The retry policy's limit, or None when it retries forever (a rollback, a promotion)."""
+    state: str
+    """`scheduled` (waiting for a worker, or for its next retry), `started`, `cancel_requested`,
+    `paused` or `pause_requested`."""
+    last_error: str | None
+    """The last attempt's error, e.g. `RouterUnavailable: router at http://... could not be
+    reached (...)`; None before the first failure."""
+    last_failed_at: datetime | None = None
+    """When the last attempt ended (in failure, when `last_error` is set)."""
+    next_attempt_at: datetime | None = None
+    """When the server schedules the next attempt, while it waits out the retry backoff."""
+
+    @property
+    def retrying(self) -> bool:
+        """True when it has failed at least once: the activities a stuck rollout waits on."""
+        return self.attempt > 1 or self.last_error is not None
+
+
+_STATE_PREFIX = "PENDING_ACTIVITY_STATE_"
+_WRAPPER_INFOS = frozenset(
+    {
+        "activity_failure_info",
+        "child_workflow_execution_failure_info",
+        "nexus_operation_execution_failure_info",
+    }
+)
+"""Failure kinds that only wrap the real error (their cause); their own message says little."""
+_MAX_CAUSES = 20
+"""How deep `failure_text` walks a cause chain; a deeper one is cut there (it is only text)."""
+
+
+def pending_activities(description: WorkflowExecutionDescription) -> list[PendingActivity]:
+    """The rollout's pending activities, in the server's order, from its description.
+
+    Pure: reads `description.raw_description.pending_activities`, which the server fills
+    whether or not a worker is running, so `lockgate status` can say why a rollout is stuck
+    even when the status query cannot be answered.
+    """
+    return [pending_activity(info) for info in description.raw_description.pending_activities]
+
+
+def pending_activity(info: PendingActivityInfo) -> PendingActivity:
+    """One `PendingActivityInfo` as lockgate shows it (see `PendingActivity`)."""
+    try:
+        state = PendingActivityState.Name(info.state).removeprefix(_STATE_PREFIX).lower()
+    except ValueError:  # a state newer than this SDK's protos: show it, never crash status
+        state = f"state {info.state}"
+    return PendingActivity(
+        activity_id=info.activity_id,
+        activity=info.activity_type.name,
+        attempt=info.attempt,
+        maximum_attempts=info.maximum_attempts or None,
+        state=state,
+        last_error=failure_text(info.last_failure) if info.HasField("last_failure") else None,
+        last_failed_at=(
+            _utc(info.last_attempt_complete_time)
+            if info.HasField("last_attempt_complete_time")
+            else None
+        ),
+        next_attempt_at=(
+            _utc(info.next_attempt_schedule_time)
+            if info.HasField("next_attempt_schedule_time")
+            else None
+        ),
+    )
+
+
+def failure_text(failure: Failure) -> str:
+    """A failure as one line a human can act on: `Type: message`, then its root cause.
+
+    Walks the cause chain past wrappers to the first failure that says something, prefixed with
+    its ApplicationError type when it has one. Wrappers are an activity or child-workflow
+    failure around the real error, and the server's own "Failure exceeds size limit." around a
+    failure it trimmed (a Python exception chain with its stack traces easily exceeds the limit
+    a pending activity's last failure may have). The innermost cause is appended when its
+    message is not already in that line (an activity's message usually quotes the exception it
+    was raised from).
+    """
+    chain = [failure]
+    while chain[-1].HasField("cause") and len(chain) < _MAX_CAUSES:
+        chain.append(chain[-1].cause)
+    head = next((f for f in chain if not _is_wrapper(f)), chain[-1])
+    text = _typed_message(head)
+    root = chain[-1]
+    if root is not head and root.message and root.message not in text:
+        text = f"{text} (caused by {_typed_message(root)})"
+    return text
+
+
+def _is_wrapper(failure: Failure) -> bool:
+    if not failure.message:
+        return True
+    kind = failure.WhichOneof("failure_info")
+    if kind == "server_failure_info":  # a server failure wrapping a cause is its truncation note
+        return failure.HasField("cause")
+    return kind in _WRAPPER_INFOS
+
+
+def _typed_message(failure: Failure) -> str:
+    message = failure.message or "(no message)"
+    if failure.HasField("application_failure_info") and failure.application_failure_info.type:
+        return f"{failure.application_failure_info.type}: {message}"
+    return message
+
+
+def _utc(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
