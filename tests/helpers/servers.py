@@ -32,7 +32,8 @@ START_TIMEOUT: Final = 5.0
 """Seconds a server may take to start serving (or to stop) before the test fails."""
 
 MetricValue = float | str | None
-"""A float (one series), None (no data), or one of "nan", "down", "multi", "hang"."""
+"""A float (one series), None (no data), or one of the special values: "nan", "down", "multi",
+"hang", "slow", "drip", "partial" (see MetricsServer)."""
 
 Reply = tuple[int, object]
 """An HTTP status and a JSON-serialisable body."""
@@ -42,7 +43,9 @@ _ROUTE_KEYS = frozenset(
     {"rollout_id", "generation", "incumbent", "candidate", "mode", "percent", "scope", "guardrails"}
 )
 _MODES = frozenset({"off", "shadow", "split"})
-_SPECIAL_VALUES = frozenset({"nan", "down", "multi", "hang"})
+_SPECIAL_VALUES = frozenset({"nan", "down", "multi", "hang", "slow", "drip", "partial"})
+SLOW_SECONDS: Final = 30.0
+"""How long a "slow" metric takes to answer, and a "drip" one to finish its body."""
 
 
 class _Hung(Exception):
@@ -90,7 +93,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if isinstance(payload, _Dripped):
+            self._drip(data, app)
+            return
         self.wfile.write(data)
+
+    def _drip(self, data: bytes, app: _BackgroundServer) -> None:
+        """Send `data` a byte at a time over SLOW_SECONDS: each read is quick, the whole is not."""
+        pause = SLOW_SECONDS / max(1, len(data))
+        try:
+            for index in range(len(data)):
+                self.wfile.write(data[index : index + 1])
+                self.wfile.flush()
+                if app.released.wait(pause):
+                    return
+        except OSError:
+            return  # the client gave up, as a deadline should make it
+
+
+class _Dripped(dict[str, object]):
+    """A JSON body the handler sends one byte at a time."""
 
 
 class _BackgroundServer:
@@ -167,6 +189,11 @@ class _BackgroundServer:
 
     def _handle(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
         raise NotImplementedError
+
+    @property
+    def released(self) -> threading.Event:
+        """Set when the server closes: whatever the test held open lets go then."""
+        return self._released
 
     def _hang(self) -> None:
         """Hold the request open, unanswered, until the server closes."""
@@ -300,8 +327,9 @@ class MetricsServer(_BackgroundServer):
     A query is looked up by its metric key: the text before the first `{` or `(`, stripped, so
     `error_rate{target="ranker"}` reads the value set for `error_rate`. Values are a float (one
     series with that value), None (no series), "nan" (a NaN sample), "down" (503), "multi"
-    (two series) or "hang" (no answer until the server closes). An unset metric answers like
-    None.
+    (two series), "hang" (no answer until the server closes), "slow" (the answer after
+    SLOW_SECONDS), "drip" (a 0 sent a byte at a time over SLOW_SECONDS) or "partial" (a 0 with
+    a partial-response warning). An unset metric answers like None.
 
     `GET /api/v1/query?query=...` answers in Prometheus's JSON format. `GET /v1/stats?query=...`
     answers `{"value": <number or null>}` from the same table ("multi" gives a list there).
@@ -344,9 +372,16 @@ class MetricsServer(_BackgroundServer):
             return 503, self._error_body(f"the test marked {metric_key(text)!r} down")
         if value == "hang":
             self._hang()
+        if value == "slow" and self._released.wait(SLOW_SECONDS):
+            raise _Hung
         if path == "/v1/stats":
             return 200, {"value": _stats_value(value)}
-        return 200, {"status": "success", "data": _vector(value)}
+        answer: dict[str, object] = {"status": "success", "data": _vector(value)}
+        if value == "drip":
+            return 200, _Dripped(answer)
+        if value == "partial":  # what a Prometheus behind a federating proxy says of a gap
+            answer["warnings"] = ["partial response: 1 of 3 stores did not answer"]
+        return 200, answer
 
     def _error_body(self, message: str) -> object:
         return {"status": "error", "errorType": "unavailable", "error": message}
@@ -368,12 +403,16 @@ def _vector(value: MetricValue) -> dict[str, object]:
         ]
     elif value == "nan":
         series = [{"metric": {}, "value": [now, "NaN"]}]
+    elif value in ("drip", "partial", "slow"):
+        series = [{"metric": {}, "value": [now, "0"]}]  # a healthy-looking 0
     else:
         series = [{"metric": {}, "value": [now, _prometheus_number(float(value))]}]
     return {"resultType": "vector", "result": series}
 
 
 def _stats_value(value: MetricValue) -> object:
+    if value in ("drip", "partial", "slow"):
+        return 0.0
     if value == "multi":
         return [1.0, 2.0]
     if value == "nan":

@@ -10,7 +10,7 @@ import pytest
 from temporalio.client import Client
 
 from runtime.rollouts import query_status, send_command, submit_rollout
-from tests.conftest import build_spec, spec_document
+from tests.conftest import build_spec, record_history, spec_document
 from tests.helpers.servers import MetricsServer, RouterServer
 from tests.helpers.waiting import wait_until
 from workflows.state import Phase
@@ -60,6 +60,7 @@ async def test_a_manual_rollback_cancels_a_check_stuck_on_hung_monitoring(
     )
     assert status.state.rollback is not None
     assert status.state.rollback.actor == "bob"
+    await record_history(client.get_workflow_handle(spec.workflow_id), "rollback_preempts_check")
 
 
 async def test_a_rollback_cancels_a_stage_route_the_router_is_stuck_on(
@@ -88,6 +89,7 @@ async def test_a_rollback_cancels_a_stage_route_the_router_is_stuck_on(
     assert modes == ["shadow", "off"], "the canary never landed; the rollback superseded it"
     assert [s.name for s in status.state.stages] == ["shadow", "canary"]
     assert status.state.stages[-1].outcome == "rolled_back"
+    await record_history(client.get_workflow_handle(spec.workflow_id), "rollback_preempts_route")
 
 
 async def test_a_route_held_by_another_writer_is_named_and_the_rollback_still_lands(
@@ -124,6 +126,7 @@ async def test_a_route_held_by_another_writer_is_named_and_the_rollback_still_la
     assert route["rollout_id"] == final.state.rollout_id
     actions = [entry.action for entry in final.state.audit]
     assert actions[-3:] == ["rollback", "escalated", "rollback_landed"]
+    await record_history(client.get_workflow_handle(spec.workflow_id), "route_conflict_named")
 
 
 async def _phase(client: Client, target: str, phase: Phase, stage: str | None = None) -> Any:
