@@ -56,6 +56,10 @@ __all__ = [
 
 COMMANDS = ("approve", "pause", "resume", "promote", "rollback")
 """The human commands, each a workflow update of the same name."""
+WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
+"""A workflow task caught on a worker that dies is handed to another after this (default 10 s):
+a rollout's checks and rollbacks stall at most about 2 s when a worker is killed mid-task. Workflow
+code never runs long (Temporal's deadlock detector stops it at 2 s), so this costs nothing."""
 QUERY_TIMEOUT = timedelta(seconds=5)
 """Queries need a live worker; without one they hang, so status gives up after this long."""
 
@@ -85,6 +89,7 @@ async def submit_rollout(
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
             search_attributes=starting_search_attributes(spec),
             static_summary=(
                 f"{spec.metadata.name}: {body.target} {body.incumbent.version} -> "

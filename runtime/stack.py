@@ -22,7 +22,7 @@ from runtime.processes import ManagedProcess, free_port, port_open
 from simulator.offline_log import write_log
 from simulator.scenarios import scenario as scenario_named
 
-__all__ = ["DemoStack", "StackPorts", "demo_spec"]
+__all__ = ["DemoStack", "StackPorts", "demo_spec", "http_ok"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "rollout_specs" / "examples"
@@ -188,7 +188,7 @@ class DemoStack:
             "--policy", str(ARTIFACTS / artifact), "--port", str(port),
         ]  # fmt: skip
         process = self._spawn(name, command).start()
-        await process.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"))
+        await process.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"))
 
     async def _start_gateway(self) -> None:
         command = [
@@ -196,7 +196,7 @@ class DemoStack:
             "--port", str(self.ports.gateway), "--state-file", str(self.data_dir / "routes.json"),
         ]  # fmt: skip
         process = self._spawn("gateway", command).start()
-        await process.wait_ready(lambda: _http_ok(f"{self.gateway_url}/healthz"))
+        await process.wait_ready(lambda: http_ok(f"{self.gateway_url}/healthz"))
 
     async def _start_prometheus(self) -> None:
         config = self.data_dir / "prometheus.yml"
@@ -214,10 +214,11 @@ class DemoStack:
             "--log.level=warn",
         ]
         process = self._spawn("prometheus", command).start()
-        await process.wait_ready(lambda: _http_ok(f"{self.prometheus_url}/-/ready"))
+        await process.wait_ready(lambda: http_ok(f"{self.prometheus_url}/-/ready"))
 
 
-async def _http_ok(url: str) -> bool:
+async def http_ok(url: str) -> bool:
+    """Whether `url` answers 200 now: the readiness probe of a service this stack started."""
     async with httpx.AsyncClient(timeout=2.0) as client:
         try:
             return (await client.get(url)).status_code == 200

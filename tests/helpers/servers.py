@@ -45,7 +45,7 @@ _ROUTE_KEYS = frozenset(
 _MODES = frozenset({"off", "shadow", "split"})
 _SPECIAL_VALUES = frozenset({"nan", "down", "multi", "hang", "slow", "drip", "partial"})
 SLOW_SECONDS: Final = 30.0
-"""How long a "slow" metric takes to answer, and a "drip" one to finish its body."""
+"""By default, how long a "slow" metric takes to answer, and a "drip" one its whole body."""
 
 
 class _Hung(Exception):
@@ -89,19 +89,26 @@ class _Handler(BaseHTTPRequestHandler):
             # A bug in the fixture must fail the test visibly, not hang the client.
             status, payload = 500, {"detail": traceback.format_exc()}
         data = json.dumps(payload).encode()
+        if isinstance(payload, _Dripped):
+            self._drip(data, app, payload.seconds)
+            return
+        try:
+            self._send_head(status, len(data))
+            self.wfile.write(data)
+        except OSError:
+            return  # the client gave up first (a deadline does that to a slow answer)
+
+    def _send_head(self, status: int, length: int) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(length))
         self.end_headers()
-        if isinstance(payload, _Dripped):
-            self._drip(data, app)
-            return
-        self.wfile.write(data)
 
-    def _drip(self, data: bytes, app: _BackgroundServer) -> None:
-        """Send `data` a byte at a time over SLOW_SECONDS: each read is quick, the whole is not."""
-        pause = SLOW_SECONDS / max(1, len(data))
+    def _drip(self, data: bytes, app: _BackgroundServer, seconds: float) -> None:
+        """Send `data` a byte at a time over `seconds`: each read is quick, the whole is not."""
+        pause = seconds / max(1, len(data))
         try:
+            self._send_head(200, len(data))
             for index in range(len(data)):
                 self.wfile.write(data[index : index + 1])
                 self.wfile.flush()
@@ -112,7 +119,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Dripped(dict[str, object]):
-    """A JSON body the handler sends one byte at a time."""
+    """A JSON body the handler sends one byte at a time, over `seconds`."""
+
+    def __init__(self, body: dict[str, object], seconds: float) -> None:
+        super().__init__(body)
+        self.seconds = seconds
 
 
 class _BackgroundServer:
@@ -219,6 +230,7 @@ class RouterServer(_BackgroundServer):
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, Any]] = {}
         self._history: list[dict[str, Any]] = []
+        self._stored_at: list[tuple[float, str]] = []
         self._corrupt_reads = False
         self._hung_modes: frozenset[str] = frozenset()
         super().__init__()
@@ -228,6 +240,13 @@ class RouterServer(_BackgroundServer):
         """Copies of every stored route body, oldest first (idempotent repeats not included)."""
         with self._lock:
             return copy.deepcopy(self._history)
+
+    @property
+    def timed_history(self) -> list[tuple[float, str, dict[str, Any]]]:
+        """`history` as (`time.monotonic()` when stored, target, route), oldest first."""
+        with self._lock:
+            routes = copy.deepcopy(self._history)
+            return [(at, t, r) for (at, t), r in zip(self._stored_at, routes, strict=True)]
 
     def current(self, target: str) -> dict[str, Any] | None:
         """A copy of the route stored for `target`, or None."""
@@ -301,6 +320,7 @@ class RouterServer(_BackgroundServer):
                 return 200, copy.deepcopy(stored)
             self._routes[target] = route
             self._history.append(copy.deepcopy(route))
+            self._stored_at.append((time.monotonic(), target))
             return 200, copy.deepcopy(route)
 
 
@@ -328,16 +348,18 @@ class MetricsServer(_BackgroundServer):
     `error_rate{target="ranker"}` reads the value set for `error_rate`. Values are a float (one
     series with that value), None (no series), "nan" (a NaN sample), "down" (503), "multi"
     (two series), "hang" (no answer until the server closes), "slow" (the answer after
-    SLOW_SECONDS), "drip" (a 0 sent a byte at a time over SLOW_SECONDS) or "partial" (a 0 with
+    `slow_seconds`), "drip" (a 0 sent a byte at a time over `slow_seconds`) or "partial" (a 0 with
     a partial-response warning). An unset metric answers like None.
 
     `GET /api/v1/query?query=...` answers in Prometheus's JSON format. `GET /v1/stats?query=...`
     answers `{"value": <number or null>}` from the same table ("multi" gives a list there).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slow_seconds: float = SLOW_SECONDS) -> None:
         self._values: dict[str, MetricValue] = {}
         self._queries: list[str] = []
+        self.slow_seconds = slow_seconds
+        """How long a "slow" metric takes to answer, and a "drip" one its whole body."""
         super().__init__()
 
     @property
@@ -372,13 +394,13 @@ class MetricsServer(_BackgroundServer):
             return 503, self._error_body(f"the test marked {metric_key(text)!r} down")
         if value == "hang":
             self._hang()
-        if value == "slow" and self._released.wait(SLOW_SECONDS):
+        if value == "slow" and self._released.wait(self.slow_seconds):
             raise _Hung
         if path == "/v1/stats":
             return 200, {"value": _stats_value(value)}
         answer: dict[str, object] = {"status": "success", "data": _vector(value)}
         if value == "drip":
-            return 200, _Dripped(answer)
+            return 200, _Dripped(answer, self.slow_seconds)
         if value == "partial":  # what a Prometheus behind a federating proxy says of a gap
             answer["warnings"] = ["partial response: 1 of 3 stores did not answer"]
         return 200, answer
