@@ -234,7 +234,8 @@ async def test_a_candidate_server_that_is_down_is_an_error_verdict(
     verdict, _ = await _run(http, request, retries=ReadRetries(first_wait=0.0, max_wait=0.0))
     assert verdict.outcome is Outcome.ERROR
     assert verdict.detail.startswith(
-        f"CandidateScoringError: candidate policy server {down}/act (rows 1-2000) is unreachable"
+        f"CandidateScoringError: candidate policy server {down}/act (rows 1-2000) could not be "
+        "reached (3 attempts"
     )
 
 
