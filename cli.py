@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,16 +21,17 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console, Group
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError
 
 from rollout_specs import RolloutSpec, SpecError, dump_schema, format_duration, load_spec
+from rollout_specs.models import SLUG_PATTERN
 from runtime.client import connect
 from runtime.demo import EXPECTED_PHASE, DemoOptions, run_demo
 from runtime.history import AuditTrail, HistoryUnreadable, fetch_audit_trail, fetch_record
+from runtime.listing import rollouts_query
 from runtime.rollouts import (
     CommandRefused,
     PendingActivity,
@@ -43,7 +45,7 @@ from runtime.rollouts import (
 )
 from runtime.settings import Settings
 from workflows.messages import StatusResult
-from workflows.state import TERMINAL_PHASES
+from workflows.state import TERMINAL_PHASES, Phase
 from workflows.visibility import CANDIDATE, PERCENT, PHASE, STAGE, TARGET
 
 app = typer.Typer(
@@ -101,8 +103,35 @@ class _Unreachable(Exception):
     """The Temporal frontend did not answer."""
 
 
+Styled = tuple[str, str]
+"""A piece of lockgate's own wording with its rich style, e.g. `("error:", "red")`."""
+
+
+def literal(value: object) -> Text:
+    """Text from a user, a spec or a server, to be printed exactly as written.
+
+    Rich reads `[...]` in a plain string as markup: `[/]` in a reason crashes the command and
+    `[bold]` or `[link=...]` restyles what an operator reads. A `Text` is never parsed, so every
+    cell, title, caption and message built from data goes through here (or `line`).
+    """
+    return Text("" if value is None else str(value))
+
+
+def line(*parts: str | Styled | Text) -> Text:
+    """One line of output: strings are literal data, `(text, style)` pairs lockgate's styling.
+
+    Only the styles are lockgate's; whatever the strings contain is shown as written.
+    """
+    return Text.assemble(*parts)
+
+
+def _row(table: Table, *cells: object) -> None:
+    """Add a row whose every cell is literal text (see `literal`)."""
+    table.add_row(*(literal(cell) for cell in cells))
+
+
 def _fail(message: str) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    err.print(line(("error:", "red"), " ", message))
     raise typer.Exit(EXIT_FAILED)
 
 
@@ -110,9 +139,9 @@ def _load(path: Path) -> RolloutSpec:
     try:
         return load_spec(path)
     except SpecError as exc:
-        err.print(f"[red]invalid spec[/red] {path}:", highlight=False)
-        for line in exc.problems:
-            err.print(f"  {path}: {line}", highlight=False, markup=False)
+        err.print(line(("invalid spec", "red"), f" {path}:"))
+        for problem in exc.problems:
+            err.print(line(f"  {path}: {problem}"))
         raise typer.Exit(EXIT_USAGE) from exc
 
 
@@ -132,9 +161,11 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Spec files to che
             for s in body.stages
         )
         out.print(
-            f"[green]ok[/green] {path}: {body.target} {body.incumbent.version} -> "
-            f"{body.candidate.version}: {stages}",
-            highlight=False,
+            line(
+                ("ok", "green"),
+                f" {path}: {body.target} {body.incumbent.version} -> "
+                f"{body.candidate.version}: {stages}",
+            )
         )
     if invalid:
         raise typer.Exit(EXIT_USAGE)
@@ -164,9 +195,11 @@ def submit(
 
     run_id = _run(work)
     out.print(
-        f"submitted [bold]{spec.workflow_id}[/bold] (run {run_id}); follow it with "
-        f"`lockgate watch {spec.spec.target}`",
-        highlight=False,
+        line(
+            "submitted ",
+            (spec.workflow_id, "bold"),
+            f" (run {run_id}); follow it with `lockgate watch {spec.spec.target}`",
+        )
     )
 
 
@@ -226,16 +259,16 @@ def _fallback_json(description: WorkflowExecutionDescription) -> dict[str, Any]:
 
 
 def _fallback_table(description: WorkflowExecutionDescription) -> Table:
-    table = Table(title=f"{description.id} (from search attributes)", show_header=False)
+    table = Table(title=literal(f"{description.id} (from search attributes)"), show_header=False)
     for key, value in _fallback_json(description).items():
-        table.add_row(key, str(value))
+        _row(table, key, str(value))
     return table
 
 
 def render_pending(pending: list[PendingActivity]) -> Table | None:
     """The activities that failed at least once and are being retried, or None if none is.
 
-    Errors come from servers and routers, so every cell is plain Text, never rich markup.
+    Errors come from servers and routers, so every cell is literal text, never rich markup.
     """
     retrying = [activity for activity in pending if activity.retrying]
     if not retrying:
@@ -247,38 +280,39 @@ def render_pending(pending: list[PendingActivity]) -> Table | None:
         limit = activity.maximum_attempts
         attempt = f"{activity.attempt}/{limit}" if limit else f"{activity.attempt} (no limit)"
         next_at = activity.next_attempt_at
-        table.add_row(
-            *(
-                Text(cell)
-                for cell in (
-                    activity.activity,
-                    attempt,
-                    activity.state,
-                    f"{next_at:%H:%M:%S}" if next_at else "",
-                    activity.last_error or "",
-                )
-            )
+        _row(
+            table,
+            activity.activity,
+            attempt,
+            activity.state,
+            f"{next_at:%H:%M:%S}" if next_at else "",
+            activity.last_error or "",
         )
     return table
 
 
 def render_status(status: StatusResult) -> Group:
-    """The status as rich tables: summary, last check, recent audit."""
+    """The status as rich tables: summary, last check, recent audit.
+
+    Versions, actors, reasons, escalations and verdict details are shown literally (`_row`).
+    """
     spec, state = status.spec, status.state
     body = spec.spec
     stage_count = len(body.stages)
     index = min(state.stage_index, stage_count - 1)
-    summary = Table(title=f"rollout {spec.metadata.name}", show_header=False, title_justify="left")
-    summary.add_row("target", body.target)
-    summary.add_row("versions", f"{body.incumbent.version} -> {body.candidate.version}")
-    summary.add_row("phase", state.phase.value)
-    summary.add_row("stage", f"{body.stages[index].name} ({index + 1}/{stage_count})")
+    summary = Table(
+        title=literal(f"rollout {spec.metadata.name}"), show_header=False, title_justify="left"
+    )
+    _row(summary, "target", body.target)
+    _row(summary, "versions", f"{body.incumbent.version} -> {body.candidate.version}")
+    _row(summary, "phase", state.phase.value)
+    _row(summary, "stage", f"{body.stages[index].name} ({index + 1}/{stage_count})")
     if state.escalation:
-        summary.add_row("needs a human", state.escalation)
+        _row(summary, "needs a human", state.escalation)
     if state.rollback:
-        summary.add_row("rollback", f"{state.rollback.actor}: {state.rollback.reason}")
+        _row(summary, "rollback", f"{state.rollback.actor}: {state.rollback.reason}")
     if state.outcome:
-        summary.add_row("outcome", state.outcome)
+        _row(summary, "outcome", state.outcome)
     parts: list[Table] = [summary]
     if state.last_check:
         checks = Table(
@@ -289,15 +323,13 @@ def render_status(status: StatusResult) -> Group:
         for column in ("trigger", "verdict", "evidence"):
             checks.add_column(column)
         for verdict in state.last_check.verdicts:
-            checks.add_row(verdict.trigger, verdict.outcome.value, verdict.detail)
+            _row(checks, verdict.trigger, verdict.outcome.value, verdict.detail)
         parts.append(checks)
     audit = Table(title="audit (latest 8)", title_justify="left")
     for column in ("at (UTC)", "actor", "action", "stage", "reason"):
         audit.add_column(column)
     for entry in state.audit[-8:]:
-        audit.add_row(
-            f"{entry.at:%H:%M:%S}", entry.actor, entry.action, entry.stage or "", entry.reason
-        )
+        _row(audit, f"{entry.at:%H:%M:%S}", entry.actor, entry.action, entry.stage, entry.reason)
     parts.append(audit)
     return Group(*parts)
 
@@ -319,31 +351,41 @@ def watch(
                 await asyncio.sleep(interval)
 
     final = _run(work)
-    out.print(f"rollout ended: {final.state.phase.value}: {final.state.outcome}", highlight=False)
+    out.print(line(f"rollout ended: {final.state.phase.value}: {final.state.outcome}"))
 
 
 @app.command(name="list")
 def list_rollouts(
-    phase: Annotated[str | None, typer.Option(help="Only this phase, e.g. running.")] = None,
-    target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
+    phase: Annotated[
+        Phase | None, typer.Option(help="Only this phase, e.g. escalated.", show_choices=True)
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Only this target (a spec.target: a-z, 0-9 and -).")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
 ) -> None:
-    """List rollouts through lockgate's search attributes, newest first."""
-    query = ["WorkflowType = 'Rollout'"]
-    if phase:
-        query.append(f"LockgatePhase = '{phase}'")
-    if target:
-        query.append(f"LockgateTarget = '{target}'")
+    """List rollouts through lockgate's search attributes, newest first.
+
+    `--phase` takes only lockgate's phases and `--target` only a valid target, and both are
+    quoted into the visibility query (runtime.listing), so no value can rewrite the filter.
+    """
+    if target is not None and not re.fullmatch(SLUG_PATTERN, target):
+        raise typer.BadParameter(
+            f"{target!r} is not a target: use lowercase letters, digits and '-' (spec.target)",
+            param_hint="--target",
+        )
+    query = rollouts_query(phase=phase, target=target)
 
     async def work(client: Client) -> list[Any]:
-        return [w async for w in client.list_workflows(" AND ".join(query), limit=limit)]
+        return [w async for w in client.list_workflows(query, limit=limit)]
 
     table = Table(title="rollouts")
     for column in ("workflow", "target", "candidate", "stage", "phase", "percent", "status"):
         table.add_column(column)
     for execution in _run(work):
         attributes = execution.typed_search_attributes
-        table.add_row(
+        _row(
+            table,
             execution.id,
             attributes.get(TARGET) or "",
             attributes.get(CANDIDATE) or "",
@@ -365,7 +407,7 @@ def history(
         raise typer.BadParameter("use table or json", param_hint="--output")
     trail = _run(lambda client: fetch_audit_trail(client, target))
     for note in trail.notes:
-        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
+        err.print(line((note, "yellow")))
     if output == "json":
         print(trail.model_dump_json(indent=2))
     else:
@@ -373,12 +415,12 @@ def history(
 
 
 def render_audit(trail: AuditTrail) -> Table:
-    """The audit trail as one rich table; cells are plain text, never rich markup."""
+    """The audit trail as one rich table; every text is literal, never rich markup."""
     source = "" if trail.complete else ", rebuilt from history"
     table = Table(
-        title=f"audit trail of {trail.workflow_id} ({trail.phase}{source})",
+        title=literal(f"audit trail of {trail.workflow_id} ({trail.phase}{source})"),
         title_justify="left",
-        caption=trail.outcome,
+        caption=literal(trail.outcome) if trail.outcome else None,
         caption_justify="left",
     )
     for column in ("at (UTC)", "who", "action", "stage", "reason", "evidence"):
@@ -388,7 +430,7 @@ def render_audit(trail: AuditTrail) -> Table:
         # An automatic decision shows the verdict it was taken on: a human reads why, here.
         verdict = entry.evidence
         evidence = f"{verdict.outcome.value}: {verdict.detail}" if verdict is not None else ""
-        table.add_row(*(Text(cell) for cell in (*cells, entry.reason, evidence)))
+        _row(table, *cells, entry.reason, evidence)
     return table
 
 
@@ -412,12 +454,13 @@ def report(
     except OSError as exc:
         _fail(f"cannot write the report to {path}: {exc}")
     for note in record.notes:
-        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
+        err.print(line((note, "yellow")))
     out.print(
-        f"wrote {path}: {record.state.phase.value}, {len(record.checks)} checks over "
-        f"{len(record.run_ids)} run(s), {len(record.spec.spec.rollback_triggers)} trigger plot(s)",
-        highlight=False,
-        markup=False,
+        line(
+            f"wrote {path}: {record.state.phase.value}, {len(record.checks)} checks over "
+            f"{len(record.run_ids)} run(s), {len(record.spec.spec.rollback_triggers)} trigger "
+            "plot(s)"
+        )
     )
 
 
@@ -454,7 +497,7 @@ def _command(name: str, help_text: str) -> None:
         result = _run(
             lambda client: send_command(client, target, name, actor=_actor(actor), reason=reason)
         )
-        out.print(f"{name}: {result.message} (phase {result.phase.value})", highlight=False)
+        out.print(line(f"{name}: {result.message} (phase {result.phase.value})"))
 
     command.__doc__ = help_text
     app.command(name=name)(command)
@@ -465,6 +508,52 @@ _command("pause", "Stop advancing (checks and automatic rollback continue).")
 _command("resume", "Allow a paused rollout to advance again.")
 _command("promote", "End the current stage's bake now and move to the next stage.")
 _command("rollback", "Send all traffic back to the incumbent now.")
+
+
+@app.command(name="codec-server")
+def codec_server(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8888,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The Temporal UI's origin, allowed by CORS; repeat for several (default: "
+            "http://127.0.0.1:<LOCKGATE_UI_PORT> and http://localhost:<LOCKGATE_UI_PORT>)."
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; whoever reaches it can decrypt payloads.")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve the Temporal UI's remote codec endpoint, so it shows encrypted payloads decoded.
+
+    Uses the same LOCKGATE_CODEC_KEYS as the worker; point the UI at it (`--ui-codec-endpoint`,
+    or the UI's codec settings) or `temporal workflow show --codec-endpoint`.
+    """
+    # Imported here: only this long-running command needs uvicorn and the HTTP app.
+    import uvicorn
+    from pydantic import ValidationError
+
+    from runtime.client import payload_codec
+    from runtime.codec import ENV_VAR, codec_server_app
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # The validator's own message (which names the entry, never the key), without pydantic's
+        # "Value error, " prefix.
+        _fail("; ".join(str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors()))
+    codec = payload_codec(settings)
+    if codec is None:
+        _fail(f"{ENV_VAR} is not set: payloads are stored in clear and need no codec server")
+    ui_port = settings.lockgate_ui_port
+    origins = origin or [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"]
+    err.print(
+        f"codec server on http://{host}:{port} (encrypting with key {codec.encrypting_key_id!r}, "
+        f"decrypting {', '.join(codec.key_ids)}) for the UI at {', '.join(origins)}",
+        highlight=False,
+        markup=False,
+    )
+    uvicorn.run(codec_server_app(codec, origins), host=host, port=port, log_level="info")
 
 
 def main() -> None:

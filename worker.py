@@ -24,16 +24,28 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.checks import CheckActivities
 from activities.notify import NotifyActivities
 from activities.offline_eval import OfflineEvalActivities
+from activities.redaction import RedactingFilter, RedactingInterceptor
 from activities.registry import BackendRegistry
 from activities.routing import RoutingActivities
 from runtime.client import connect, ensure_search_attributes
-from runtime.embedded import EmbeddedTemporal
+from runtime.embedded import EmbeddedServerError, EmbeddedTemporal, PortInUse
 from runtime.settings import Settings
 from workflows.rollout import RolloutWorkflow
 
-__all__ = ["build_worker", "http_client", "main", "run", "workflow_runner"]
+__all__ = ["StartupError", "build_worker", "http_client", "main", "run", "workflow_runner"]
 
 log = logging.getLogger("lockgate.worker")
+
+PORT_SETTINGS = {"gRPC": "LOCKGATE_TEMPORAL_PORT", "UI": "LOCKGATE_UI_PORT"}
+"""The variable that moves each of the embedded server's ports, named when one is taken."""
+
+
+class StartupError(Exception):
+    """The worker cannot start as configured: a port is taken, the embedded server died...
+
+    The message names what is wrong and the variable to change; `main` prints it alone and
+    exits 1, because a traceback would hide the one line an operator needs.
+    """
 
 
 def http_client() -> httpx.AsyncClient:
@@ -65,6 +77,7 @@ def build_worker(client: Client, task_queue: str, backends: BackendRegistry) -> 
         workflows=[RolloutWorkflow],
         activities=[checks.run_checks, routing.apply_route, notify.notify, offline.offline_eval],
         workflow_runner=workflow_runner(),
+        interceptors=[RedactingInterceptor()],
         # After a kill -9 the server waits this long on the dead worker's sticky queue; the
         # default 10 s stalls every rollout whose next task comes due in that window.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=2),
@@ -83,17 +96,33 @@ async def _temporal(settings: Settings, runtime: Runtime) -> AsyncIterator[Clien
                 ui_port=settings.lockgate_ui_port,
                 namespace=settings.temporal_namespace,
             )
-            await stack.enter_async_context(server)
+            try:
+                await stack.enter_async_context(server)
+            except PortInUse as exc:
+                setting = PORT_SETTINGS.get(exc.port_name, "the port settings")
+                raise StartupError(
+                    f"{exc}; set {setting} to a free port, or stop what holds {exc.address}"
+                ) from exc
+            except (EmbeddedServerError, TimeoutError) as exc:
+                raise StartupError(str(exc)) from exc
         client = await connect(settings, runtime=runtime)
         await ensure_search_attributes(client)
         yield client
 
 
 def _runtime(settings: Settings) -> Runtime:
-    if not settings.lockgate_metrics_address:
+    address = settings.lockgate_metrics_address
+    if not address:
         return Runtime(telemetry=TelemetryConfig())
-    metrics = PrometheusConfig(bind_address=settings.lockgate_metrics_address)
-    return Runtime(telemetry=TelemetryConfig(metrics=metrics))
+    metrics = PrometheusConfig(bind_address=address)
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=metrics))
+    except ValueError as exc:  # the SDK reports a failed bind (or a bad address) as ValueError
+        problem = "is already in use" if "in use" in str(exc).lower() else f"is unusable ({exc})"
+        raise StartupError(
+            f"the metrics address {address} {problem}; set LOCKGATE_METRICS_ADDRESS to a free "
+            "host:port (or to nothing to turn the worker's metrics off)"
+        ) from exc
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -127,7 +156,13 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(_main())
+    for handler in logging.getLogger().handlers:  # no secret reaches the service's log
+        handler.addFilter(RedactingFilter())
+    try:
+        asyncio.run(_main())
+    except StartupError as exc:
+        log.error("lockgate worker cannot start: %s", exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

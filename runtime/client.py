@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, TLSConfig
 
+from runtime.codec import EncryptionCodec
 from runtime.settings import Settings
 from workflows.visibility import SEARCH_ATTRIBUTES
 
-__all__ = ["connect", "ensure_search_attributes", "search_attribute_flags"]
+__all__ = [
+    "connect",
+    "data_converter",
+    "ensure_search_attributes",
+    "payload_codec",
+    "search_attribute_flags",
+]
 
 _INDEXED = {
     "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -31,17 +40,36 @@ def _tls(settings: Settings) -> TLSConfig | bool:
     return TLSConfig(client_cert=cert, client_private_key=key, server_root_ca_cert=ca)
 
 
+def payload_codec(settings: Settings) -> EncryptionCodec | None:
+    """The encryption codec `LOCKGATE_CODEC_KEYS` configures, or None when encryption is off."""
+    keys = settings.lockgate_codec_keys
+    if keys is None:
+        return None
+    return EncryptionCodec.from_setting(keys.get_secret_value())
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The pydantic converter every lockgate message needs, plus the codec when it is on.
+
+    The worker and the CLI both connect through here, so both encrypt and decrypt alike.
+    """
+    codec = payload_codec(settings)
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
 async def connect(
     settings: Settings, *, runtime: Runtime | None = None, address: str | None = None
 ) -> Client:
-    """Connect with the pydantic converter, which every lockgate message needs."""
+    """Connect with lockgate's data converter (pydantic, encrypted when configured)."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         address or settings.address,
         namespace=settings.temporal_namespace,
         api_key=api_key,
         tls=_tls(settings),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         runtime=runtime,
     )
 

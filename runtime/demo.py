@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console, RenderableType
 from rich.live import Live
+from rich.markup import escape
 
 from activities.contracts import Route, RouteMode
 from rollout_specs import RolloutSpec
@@ -85,7 +86,8 @@ async def run_demo(
             if final.state.phase is Phase.COMPLETED
             else "[red]ROLLED BACK[/red]"
         )
-        console.print(f"{mark} after {took:.0f}s: {final.state.outcome}", highlight=False)
+        outcome = escape(final.state.outcome or "")  # a rollback reason is user text
+        console.print(f"{mark} after {took:.0f}s: {outcome}", highlight=False)
         if options.keep:
             console.print(
                 f"The stack keeps running; browse {stack.ui_url}. Ctrl-C stops everything."
@@ -105,8 +107,9 @@ async def _seed_incumbent(stack: DemoStack, spec: RolloutSpec) -> None:
     )
     async with httpx.AsyncClient(timeout=5.0) as client:
         response = await client.put(
-            f"{stack.gateway_url}/v1/targets/{body.target}/route",
+            f"{stack.control_url}/v1/targets/{body.target}/route",  # the control plane
             json=route.model_dump(mode="json"),
+            headers=stack.control_headers,
         )
         response.raise_for_status()
 

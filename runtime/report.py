@@ -2,7 +2,8 @@
 
 Pure: a `RolloutRecord` in, HTML text out, no I/O. The plots are matplotlib figures saved as SVG
 and inlined, so the page has no external assets: it opens offline, from a mail attachment or a
-CI artifact. Every piece of text that comes from the spec, the state or the checks is escaped.
+CI artifact. Every piece of text that comes from the spec, the state or the checks is escaped
+in the HTML and drawn literally in the plots (no mathtext, no TeX: `$5 to $10` stays text).
 
 Each rollback trigger gets one plot over the rollout's checks: the value it judged (for a
 statistical trigger, the estimate and its interval from the verdict's evidence), the threshold,
@@ -210,6 +211,11 @@ def _plot(
         {
             "svg.fonttype": "none",  # text stays text: smaller, searchable, no glyph paths
             "svg.hashsalt": salt,
+            # User text (an actor such as `ops $5 to $10`) is drawn as written: `$...$` would be
+            # mathtext (a crash on `$x^{$`, else mis-rendered) and TeX would run on anything.
+            # Every Text (titles, labels, legend, annotations) is made inside this context.
+            "text.parse_math": False,
+            "text.usetex": False,
             "font.size": 9,
             "axes.grid": True,
             "axes.grid.axis": "y",

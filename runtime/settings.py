@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.codec import parse_keys
 from workflows import TASK_QUEUE
 
 __all__ = ["DEFAULT_ADDRESS", "Settings"]
@@ -22,7 +23,10 @@ class Settings(BaseSettings):
     self-hosted cluster or Temporal Cloud (with TEMPORAL_API_KEY or the TLS paths).
     """
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+    # hide_input_in_errors: a malformed LOCKGATE_CODEC_KEYS must not print its keys in the error.
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
 
     temporal_address: str | None = None
     """host:port of the Temporal frontend. Unset: the worker embeds a dev server."""
@@ -44,6 +48,18 @@ class Settings(BaseSettings):
     """Web UI port of the embedded server."""
     lockgate_metrics_address: str = "127.0.0.1:9464"
     """Where the worker serves its SDK metrics for Prometheus; empty to disable."""
+    lockgate_codec_keys: SecretStr | None = None
+    """`id:base64key,...`: encrypt payloads with the first key, decrypt with any (runtime/codec.py).
+    Unset or empty: payloads are stored in clear, as before."""
+
+    @field_validator("lockgate_codec_keys")
+    @classmethod
+    def _valid_codec_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        """Refuse bad key material when the settings load, i.e. at start, not at first use."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parse_keys(value.get_secret_value())
+        return value
 
     @property
     def address(self) -> str:
