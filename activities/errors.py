@@ -7,6 +7,7 @@
     │   ├── NoDataError          empty result or NaN: no evidence, never 0
     │   ├── PartialDataError     an answer with warnings (e.g. partial): it cannot tell
     │   └── AmbiguousResultError several series where one was expected
+    ├── MissingCredential        an `auth` secret the worker cannot read (also both below)
     └── RouterError              the router refused a route (4xx other than 409)
         ├── RouterUnavailable    unreachable, timed out, or 5xx
         ├── RouteConflict        409: the router holds a newer generation
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousResultError",
     "BackendError",
+    "MissingCredential",
     "NoDataError",
     "PartialDataError",
     "ProviderError",
@@ -79,3 +81,11 @@ class RouteConflict(RouterError):
 
 class RouteMismatch(RouterError):
     """Raised when the route read back after a change is not the route that was set."""
+
+
+class MissingCredential(ProviderError, RouterError):
+    """Raised when an `auth` block's secret is not on the worker (unset variable, bad file).
+
+    It is both a provider error (the check cannot tell: an `error` verdict) and a router error
+    (the route is retried): either way the message names the variable or file, never a value.
+    """

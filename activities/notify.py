@@ -12,6 +12,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import NOTIFY, Notification
+from activities.credentials import auth_headers, read_secret
+from activities.errors import MissingCredential
 from activities.http_boundary import Unreachable, excerpt, send
 
 __all__ = ["NotifyActivities", "webhook_body"]
@@ -39,21 +41,29 @@ class NotifyActivities:
     @activity.defn(name=NOTIFY)
     async def notify(self, notification: Notification) -> None:
         """POST the event; raise (retryably unless the hook refuses the body) when not accepted."""
-        url = notification.webhook.url
-        timeout = notification.webhook.timeout.total_seconds()
+        webhook = notification.webhook
+        where = webhook.describe()
+        try:
+            url = read_secret(webhook.url_from) if webhook.url_from else webhook.url
+            headers = auth_headers(webhook.auth)
+        except MissingCredential as exc:
+            raise ApplicationError(f"webhook {where}: {exc}", type="WebhookDown") from None
+        assert url is not None
+        timeout = webhook.timeout.total_seconds()
         try:
             response = await send(
-                self._client, "POST", url, json=webhook_body(notification), deadline=timeout
-            )
+                self._client, "POST", url, json=webhook_body(notification), deadline=timeout,
+                headers=headers,
+            )  # fmt: skip
         except Unreachable as exc:
-            raise ApplicationError(f"webhook {url} {exc}", type="WebhookDown") from exc
+            raise ApplicationError(f"webhook {where} {exc}", type="WebhookDown") from None
         if response.is_success:
-            activity.logger.info("notified %s of %s", url, notification.event.value)
+            activity.logger.info("notified %s of %s", where, notification.event.value)
             return
         status = response.status_code
         final = 400 <= status < 500 and status not in (408, 429)
         raise ApplicationError(
-            f"webhook {url} answered {status}: {excerpt(response.text)}",
+            f"webhook {where} answered {status}: {excerpt(response.text)}",
             type="WebhookRefused" if final else "WebhookDown",
             non_retryable=final,
         )

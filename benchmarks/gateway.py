@@ -303,13 +303,18 @@ def benchmark(seconds: float, concurrency: int) -> list[Row]:
         policy = ["-m", "gateway.policy_server", "--seed", "7", "--policy"]
         incumbent = running.start("incumbent", [*policy, str(running.workdir / "policy-41.json")])
         candidate = running.start("candidate", [*policy, str(running.workdir / "policy-42.json")])
-        gateway = running.start("gateway", ["-m", "gateway"])
+        # routes go to the control plane (its own port; no token: loopback-only benchmark)
+        control_port = _free_port()
+        gateway = running.start("gateway", ["-m", "gateway", "--control-port", str(control_port),
+                                            "--insecure-control-plane", "--policy-uri", incumbent,
+                                            "--policy-uri", candidate])  # fmt: skip
+        control = f"http://127.0.0.1:{control_port}"
         decide = f"{gateway}/v1/targets/{TARGET}/decide"
         for generation, (mode, name) in enumerate(
             [("off", "decide off"), ("split", "decide split 50%"), ("shadow", "decide shadow")],
             start=1,
         ):
-            _put_route(gateway, generation, mode, incumbent, candidate)
+            _put_route(control, generation, mode, incumbent, candidate)
             rows.append(Row(name, measure(decide, seconds, concurrency)))
     return rows
 

@@ -5,6 +5,12 @@ decision from the incumbent or the candidate policy server as the route says, en
 route's guardrails, takes late reward feedback, and exposes the metrics lockgate's example specs
 query (docs/monitoring.md): Prometheus text on `/metrics`, one-number JSON on `/v1/stats`.
 
-Run it with `python -m gateway --port 8080`; serve a policy artifact with
+Run it with
+
+    python -m gateway --port 8080 --control-port 8081 --control-token-file FILE
+        --policy-uri http://127.0.0.1:8101 --policy-uri http://127.0.0.1:8102
+
+(docs/router-contract.md, "The reference gateway's control plane": the data plane on `--port`;
+routes, stats and metrics on `--control-port` behind the token), and serve a policy artifact with
 `python -m gateway.policy_server --policy FILE --port 8101`.
 """

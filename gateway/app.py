@@ -1,34 +1,61 @@
-"""The gateway's HTTP API.
+"""The gateway's HTTP API: a data plane for clients, a control plane for lockgate and operators.
+
+Two apps on two ports, sharing one routing table and one set of metrics (gateway.serving runs
+them on one event loop):
+
+data plane (`--port`; every client of the policies):
+
+    POST /v1/targets/{target}/decide    {"unit_id", "context", "attributes"} -> one decision
+    POST /v1/targets/{target}/feedback  {"decision_id", "reward"} -> reward to the arm that served
+    GET  /healthz                       readiness
+
+control plane (`--control-port`; `Authorization: Bearer <token>` on everything but /healthz):
 
     PUT  /v1/targets/{target}/route     the router contract lockgate drives (409 if older)
     GET  /v1/targets/{target}/route     the route applied, or 404
-    POST /v1/targets/{target}/decide    {"unit_id", "context", "attributes"} -> one decision
-    POST /v1/targets/{target}/feedback  {"decision_id", "reward"} -> reward to the arm that served
-    GET  /metrics                       Prometheus text (names: gateway.metrics)
     GET  /v1/stats?query=...            {"value": number | null} for the `http` provider
-    GET  /healthz                       readiness
+    GET  /metrics                       Prometheus text (names: gateway.metrics)
+    GET  /healthz                       readiness (no token needed)
 
-Errors answer `{"detail": "..."}` saying what was wrong and what to send instead.
+The split is the point: a client that can ask for decisions cannot change who serves them, read
+the evidence, or reach the route API at all (the data port has no such path). Every endpoint
+also limits its body (gateway.limits, 413), routes pass the admission rules (gateway.admission:
+generations, allowed policy servers, target names; 422) and rewards must be inside the range
+the gateway was started with (422), each at most once per decision id the gateway issued.
+
+Errors answer `{"detail": "..."}` saying what was wrong and what to send instead, in the
+gateway's own words: nothing a policy server answered is echoed to a client.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as Endpoint
 
 from activities.contracts import Route, RouteMode
+from gateway.admission import (
+    DEFAULT_GENERATION_LEAD,
+    DEFAULT_REWARD_RANGE,
+    PolicyServers,
+    RewardRange,
+    RouteRefusedError,
+    RouteRules,
+)
+from gateway.control import BearerGuard, ControlToken, ControlTokenError
 from gateway.decider import Decider, IncumbentUnavailableError
 from gateway.decisions import (
     DEFAULT_CAPACITY,
@@ -37,18 +64,24 @@ from gateway.decisions import (
     PendingDecisions,
     UnknownDecisionError,
 )
-from gateway.metrics import GatewayMetrics
+from gateway.limits import DEFAULT_BODY_LIMITS, BodyLimit, BodyLimits
+from gateway.metrics import DEFAULT_MAX_ACTIONS, GatewayMetrics
 from gateway.policy_client import (
     DEFAULT_PER_SERVER,
     DEFAULT_TIMEOUT,
     PolicyClient,
     policy_http_client,
 )
-from gateway.routing_table import RouteConflictError, RoutingTable, StateFileError
+from gateway.routing_table import (
+    DEFAULT_MAX_TARGETS,
+    RouteConflictError,
+    RoutingTable,
+    StateFileError,
+)
 from gateway.stats import DEFAULT_RETENTION, StatsQueryError, parse_stats_query
 from gateway.validation import describe
 
-__all__ = ["DecideRequest", "FeedbackRequest", "create_app"]
+__all__ = ["DecideRequest", "FeedbackRequest", "Gateway", "create_gateway"]
 
 
 class DecideRequest(BaseModel):
@@ -64,29 +97,57 @@ class DecideRequest(BaseModel):
 class FeedbackRequest(BaseModel):
     """The reward of an earlier decision.
 
-    Rewards are non-negative because `lockgate_rewards_total` is a Prometheus counter, and a
-    counter that goes down reads as a restart to `increase()`; shift a signed reward by a
-    constant (and the spec's thresholds with it) to send it.
+    Rewards must be finite and inside the gateway's reward range (`--reward-range`, whose low
+    end is at least 0 because `lockgate_rewards_total` is a Prometheus counter, and a counter
+    that goes down reads as a restart to `increase()`); shift a signed reward by a constant (and
+    the spec's thresholds with it) to send it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    decision_id: Annotated[str, Field(min_length=1)]
-    reward: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    decision_id: Annotated[str, Field(min_length=1, max_length=64)]
+    reward: Annotated[float, Field(allow_inf_nan=False)]
 
 
-def create_app(
+@dataclass(frozen=True)
+class Gateway:
+    """The gateway's two ASGI apps, over shared state; serve each on its own port.
+
+    Attributes:
+        data: Decide, feedback and readiness: what clients of the policies call.
+        control: Routes, stats and metrics, behind the control token: what lockgate calls.
+    """
+
+    data: Starlette
+    control: Starlette
+
+
+def create_gateway(
     *,
+    policy_uris: Iterable[str],
+    control_token: ControlToken | None,
+    insecure_control_plane: bool = False,
     state_file: Path | None = None,
     policy_timeout: float = DEFAULT_TIMEOUT,
     policy_concurrency: int = DEFAULT_PER_SERVER,
     decision_capacity: int = DEFAULT_CAPACITY,
     decision_ttl: float = DEFAULT_TTL,
     stats_retention: float = DEFAULT_RETENTION,
-) -> Starlette:
-    """The gateway as an ASGI app, with its own routes, metrics registry and policy client.
+    reward_range: RewardRange = DEFAULT_REWARD_RANGE,
+    max_targets: int = DEFAULT_MAX_TARGETS,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+    max_generation_lead: float = DEFAULT_GENERATION_LEAD,
+    body_limits: BodyLimits = DEFAULT_BODY_LIMITS,
+    clock: Callable[[], float] = time.time,
+) -> Gateway:
+    """The gateway as two ASGI apps, with their own routes, metrics registry and policy client.
 
     Args:
+        policy_uris: Base URLs of the only policy servers routes may name (and the gateway
+            may call).
+        control_token: The token the control plane requires; None only with
+            `insecure_control_plane`.
+        insecure_control_plane: Serve the control plane without a token (tests, a laptop).
         state_file: JSON file keeping the routes across restarts; None keeps them in memory.
         policy_timeout: Seconds a policy server may take to answer one `act` (and a call may
             wait for its turn when the server already has `policy_concurrency` in flight).
@@ -94,38 +155,76 @@ def create_app(
         decision_capacity: Most decisions remembered while waiting for their reward.
         decision_ttl: Seconds a decision waits for its reward before it is forgotten (404).
         stats_retention: Seconds of history `/v1/stats` can look back over.
+        reward_range: The rewards feedback may carry.
+        max_targets: Most targets with a route.
+        max_actions: Distinct action label values per target in the metrics (then `other`).
+        max_generation_lead: Seconds a route's generation (epoch milliseconds) may lie ahead
+            of `clock`.
+        body_limits: The largest body of each kind of request.
+        clock: Wall-clock seconds since the epoch, for the generation bound.
 
     Raises:
-        StateFileError: `state_file` exists but cannot be read as the gateway's routes.
+        ControlTokenError: No token, and the control plane was not explicitly made insecure.
+        ValueError: A policy URI is not a plain http(s) base URL, or a bound is not positive.
+        StateFileError: `state_file` exists but cannot be read as the gateway's routes, or holds
+            a route these rules refuse.
     """
-    table = RoutingTable(state_file)  # first: a bad state file fails before anything opens
+    if control_token is None and not insecure_control_plane:
+        raise ControlTokenError(
+            "the control plane needs a token (--control-token-file or --control-token-env); "
+            "--insecure-control-plane serves it without one, for tests and local use only"
+        )
+    servers = PolicyServers(policy_uris)
+    rules = RouteRules(servers, max_generation_lead=max_generation_lead, clock=clock)
+    # first: a bad state file fails before anything opens
+    table = RoutingTable(state_file, rules=rules, max_targets=max_targets)
     http = policy_http_client(policy_timeout)
-    metrics = GatewayMetrics(stats_retention=stats_retention)
+    metrics = GatewayMetrics(stats_retention=stats_retention, max_actions=max_actions)
     api = _Api(
         table,
         metrics,
         PendingDecisions(capacity=decision_capacity, ttl=decision_ttl),
         Decider(
-            PolicyClient(http, per_server=policy_concurrency, queue_timeout=policy_timeout),
+            PolicyClient(
+                http, servers, per_server=policy_concurrency, queue_timeout=policy_timeout
+            ),
             metrics,
         ),
+        reward_range,
     )
-    return Starlette(
+    limits = body_limits
+    data = Starlette(
         routes=[
-            Endpoint("/v1/targets/{target}/route", api.put_route, methods=["PUT"]),
-            Endpoint("/v1/targets/{target}/route", api.get_route, methods=["GET"]),
-            Endpoint("/v1/targets/{target}/decide", api.decide, methods=["POST"]),
-            Endpoint("/v1/targets/{target}/feedback", api.feedback, methods=["POST"]),
-            Endpoint("/metrics", api.scrape, methods=["GET"]),
-            Endpoint("/v1/stats", api.stats, methods=["GET"]),
-            Endpoint("/healthz", api.healthz, methods=["GET"]),
+            _endpoint("/v1/targets/{target}/decide", api.decide, "POST", limits.decide),
+            _endpoint("/v1/targets/{target}/feedback", api.feedback, "POST", limits.feedback),
+            _endpoint("/healthz", api.healthz, "GET"),
         ],
         lifespan=_closing(http),
+    )
+    control = Starlette(
+        routes=[
+            _endpoint("/v1/targets/{target}/route", api.put_route, "PUT", limits.route),
+            _endpoint("/v1/targets/{target}/route", api.get_route, "GET"),
+            _endpoint("/v1/stats", api.stats, "GET"),
+            _endpoint("/metrics", api.scrape, "GET"),
+            _endpoint("/healthz", api.healthz, "GET"),
+        ],
+        middleware=[Middleware(BearerGuard, token=control_token)],
+    )
+    return Gateway(data=data, control=control)
+
+
+def _endpoint(
+    path: str, handler: Callable[[Request], Any], method: str, body_limit: int = 0
+) -> Endpoint:
+    """One endpoint with its own body limit (0: it takes no body)."""
+    return Endpoint(
+        path, handler, methods=[method], middleware=[Middleware(BodyLimit, limit=body_limit)]
     )
 
 
 class _Api:
-    """The endpoints, over the gateway's state (one instance per app)."""
+    """The endpoints of both planes, over the gateway's one shared state."""
 
     def __init__(
         self,
@@ -133,11 +232,13 @@ class _Api:
         metrics: GatewayMetrics,
         pending: PendingDecisions,
         decider: Decider,
+        reward_range: RewardRange,
     ) -> None:
         self.table = table
         self.metrics = metrics
         self.pending = pending
         self.decider = decider
+        self.reward_range = reward_range
 
     async def put_route(self, request: Request) -> Response:
         target = request.path_params["target"]
@@ -149,6 +250,8 @@ class _Api:
             return _detail(422, f"mode {route.mode.value} needs a candidate; send one or mode off")
         try:
             result = self.table.put(target, route)
+        except RouteRefusedError as exc:
+            return _detail(422, str(exc))
         except RouteConflictError as exc:
             return _detail(409, str(exc))
         except StateFileError as exc:
@@ -200,6 +303,12 @@ class _Api:
             body = FeedbackRequest.model_validate_json(await request.body())
         except ValidationError as exc:
             return _detail(422, f"bad feedback: {describe(exc)}")
+        if not self.reward_range.contains(body.reward):
+            return _detail(
+                422,
+                f"reward {body.reward:g} is outside {self.reward_range}, the range of rewards "
+                "this gateway takes (--reward-range); nothing was recorded",
+            )
         try:
             served = self.pending.reward(body.decision_id, target)
         except UnknownDecisionError:
@@ -234,7 +343,7 @@ class _Api:
         return JSONResponse({"value": value})
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "targets": self.table.targets()})
+        return JSONResponse({"status": "ok"})  # open on both planes: no targets, no versions
 
 
 def _closing(http: httpx.AsyncClient) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:

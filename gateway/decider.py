@@ -15,11 +15,15 @@ overruled.
 Failures: a candidate that gives no action is counted as a candidate error and the incumbent
 serves (the unit is not punished for the rollout); an incumbent that gives no action is counted
 and raises `IncumbentUnavailableError` (HTTP 502), since there is nothing safe left to serve.
+The 502 says why in the gateway's words only (PolicyError.reason): what a policy server answered
+goes to the gateway's log (at most one line per policy version every LOG_EVERY seconds), never
+to a client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +34,12 @@ from gateway.metrics import GatewayMetrics
 from gateway.policy_client import PolicyClient, PolicyError
 from rollout_specs import PolicyVersion
 
-__all__ = ["Decider", "Decision", "IncumbentUnavailableError"]
+__all__ = ["LOG_EVERY", "Decider", "Decision", "IncumbentUnavailableError"]
+
+LOG_EVERY = 10.0
+"""Seconds between two log lines about failures of one policy version (the metrics count all)."""
+
+_log = logging.getLogger("gateway.decider")
 
 
 class IncumbentUnavailableError(Exception):
@@ -59,6 +68,7 @@ class Decider:
     def __init__(self, policies: PolicyClient, metrics: GatewayMetrics) -> None:
         self._policies = policies
         self._metrics = metrics
+        self._logged: dict[tuple[str, str, str], float] = {}
 
     async def decide(
         self,
@@ -97,9 +107,24 @@ class Decider:
         started = time.perf_counter()
         try:
             return await self._policies.act(policy, context)
+        except PolicyError as exc:
+            self._log_failure(target, arm, policy.version, exc)
+            raise
         finally:
             elapsed = time.perf_counter() - started
             self._metrics.policy_latency(target, arm, policy.version, mode, elapsed)
+
+    def _log_failure(self, target: str, arm: Arm, version: str, exc: PolicyError) -> None:
+        """Log what the policy server said, at most once per LOG_EVERY seconds per version."""
+        key = (target, arm.value, version)
+        now = time.monotonic()
+        last = self._logged.get(key)
+        if last is not None and now - last < LOG_EVERY:
+            return
+        if len(self._logged) > 10_000:  # versions come from routes; keep the memo bounded anyway
+            self._logged.clear()
+        self._logged[key] = now
+        _log.warning("target %s: %s %s gave no action: %s", target, arm.value, version, exc)
 
     async def _ask_incumbent(self, target: str, route: Route, context: Mapping[str, float]) -> str:
         try:
@@ -107,7 +132,7 @@ class Decider:
         except PolicyError as exc:
             self._metrics.error(target, Arm.INCUMBENT, route.incumbent.version)
             raise IncumbentUnavailableError(
-                f"incumbent {route.incumbent.version} gave no action: {exc}"
+                f"incumbent {route.incumbent.version} gave no action: {exc.reason}"
             ) from exc
 
     async def _incumbent(self, target: str, route: Route, context: Mapping[str, float]) -> Decision:

@@ -14,6 +14,12 @@ once in the windowed stats that answer the `http` monitoring provider.
     lockgate_policy_latency_seconds{target,arm,version,mode}  (histogram; lockgate's addition)
     lockgate_shadow_agreements_total{target,agree}       (agree: "true" | "false")
     lockgate_shadow_pairs_total{target,incumbent_action,candidate_action}
+
+Label values are bounded, so no caller can grow the registry without limit: targets are the
+routed ones (bounded by `--max-targets`), versions come from routes, and actions (which policy
+servers choose) are the first `max_actions` distinct ones seen per target; any later new action
+is counted under the label `other` (OTHER_ACTION). The decision itself is still served and
+answered with its real action: only its metric label is folded.
 """
 
 from __future__ import annotations
@@ -25,7 +31,12 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.stats import DEFAULT_RETENTION, WindowedStats
 
-__all__ = ["LATENCY_BUCKETS", "GatewayMetrics"]
+__all__ = ["DEFAULT_MAX_ACTIONS", "LATENCY_BUCKETS", "OTHER_ACTION", "GatewayMetrics"]
+
+DEFAULT_MAX_ACTIONS = 32
+"""Distinct action label values per target; a policy has a handful of actions."""
+OTHER_ACTION = "other"
+"""The label every action beyond a target's first `max_actions` is counted under."""
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"),
@@ -44,7 +55,13 @@ class GatewayMetrics:
     request and `labels()` is a locked lookup each time.
     """
 
-    def __init__(self, stats_retention: float = DEFAULT_RETENTION) -> None:
+    def __init__(
+        self, stats_retention: float = DEFAULT_RETENTION, max_actions: int = DEFAULT_MAX_ACTIONS
+    ) -> None:
+        if max_actions < 1:
+            raise ValueError("max_actions must be at least 1")
+        self.max_actions = max_actions
+        self._actions: dict[str, set[str]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.stats = WindowedStats(retention=stats_retention)
         registry = self.registry
@@ -102,8 +119,21 @@ class GatewayMetrics:
             child = self._children[key] = family.labels(*labels)
         return cast(_Family, child)
 
+    def action_label(self, target: str, action: str) -> str:
+        """`action` as a label value: itself if among the target's first `max_actions`."""
+        known = self._actions.get(target)
+        if known is None:
+            known = self._actions[target] = set()
+        if action in known:
+            return action
+        if len(known) < self.max_actions:
+            known.add(action)
+            return action
+        return OTHER_ACTION
+
     def decision(self, target: str, arm: str, version: str, mode: str, action: str) -> None:
         """A policy version took a decision (served it, or in shadow would have)."""
+        action = self.action_label(target, action)
         self._child(self._decisions, (target, arm, version, mode, action)).inc()
         self.stats.decision(target, version)
 
@@ -114,6 +144,7 @@ class GatewayMetrics:
 
     def violation(self, target: str, arm: str, version: str, guardrail: str) -> None:
         """A policy version picked `guardrail`, an action the route blocks."""
+        guardrail = self.action_label(target, guardrail)
         self._child(self._violations, (target, arm, version, guardrail)).inc()
         self.stats.violation(target, version)
 
@@ -121,14 +152,22 @@ class GatewayMetrics:
         """In shadow, the incumbent's served action and the candidate's mirrored one."""
         agree = incumbent_action == candidate_action
         self._child(self._agreements, (target, "true" if agree else "false")).inc()
+        incumbent_action = self.action_label(target, incumbent_action)
+        candidate_action = self.action_label(target, candidate_action)
         self._child(self._pairs, (target, incumbent_action, candidate_action)).inc()
 
     def reward(self, target: str, arm: str, version: str, reward: float) -> None:
         """A decision's reward arrived; it belongs to the arm and version that served it.
 
         Prometheus counters never decrease (a decrease reads as a restart), so rewards must be
-        non-negative; the HTTP layer refuses negative ones before they get here.
+        non-negative and finite; the HTTP layer refuses any reward outside the gateway's range
+        before it gets here, and this refuses the rest rather than corrupt every sum.
+
+        Raises:
+            ValueError: The reward is negative, infinite or NaN.
         """
+        if not 0 <= reward < float("inf"):
+            raise ValueError(f"a reward must be a finite number >= 0, not {reward!r}")
         labels = (target, arm, version)
         self._child(self._rewards, labels).inc(reward)
         self._child(self._reward_squares, labels).inc(reward * reward)

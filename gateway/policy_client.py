@@ -1,9 +1,12 @@
 """The gateway's side of a policy server: `POST {uri}/act`, one pooled client, one error type.
 
-A route names each policy version with `uri` = the base URL of its policy server. Every failure
-to get an action (no uri, connection refused, timeout, a non-200, an answer without an action,
-too many calls already waiting) is a `PolicyError`, so the decide path has one thing to handle
-per arm.
+A route names each policy version with `uri` = the base URL of its policy server, and only the
+policy servers the gateway was started with are ever called (gateway.admission.PolicyServers;
+routes naming others are refused before they are held, and this client checks again). Every
+failure to get an action (no uri, a server not allowed, connection refused, timeout, a non-200,
+an answer without an action, too many calls already waiting) is a `PolicyError`, so the decide
+path has one thing to handle per arm. Its `reason` is what a client may be told (never text the
+policy server sent); its message, for the gateway's log, has the whole story.
 
 Each policy server gets a bounded number of calls in flight (`per_server`), for two reasons:
 
@@ -25,16 +28,27 @@ from collections.abc import Mapping
 
 import httpx
 
+from gateway.admission import PolicyServers
 from rollout_specs import PolicyVersion
 
-__all__ = ["PolicyClient", "PolicyError", "policy_http_client"]
+__all__ = ["MAX_ACTION_LENGTH", "PolicyClient", "PolicyError", "policy_http_client"]
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_PER_SERVER = 8
+MAX_ACTION_LENGTH = 128
+"""Characters an action may have: actions are metric label values and answer fields."""
 
 
 class PolicyError(Exception):
-    """A policy server could not give an action; the message says which server and why."""
+    """A policy server could not give an action.
+
+    The message (for the gateway's log) says which server and why, quoting what it answered;
+    `reason` says why in the gateway's own words, safe to put in an answer to any client.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def policy_http_client(timeout: float = DEFAULT_TIMEOUT) -> httpx.AsyncClient:
@@ -73,6 +87,7 @@ class PolicyClient:
 
     Args:
         http: The shared pooled client (`policy_http_client`).
+        allowed: The only policy servers it may call.
         per_server: Most calls in flight to one policy server; more wait their turn.
         queue_timeout: Seconds a call may wait for its turn before it fails.
     """
@@ -80,6 +95,7 @@ class PolicyClient:
     def __init__(
         self,
         http: httpx.AsyncClient,
+        allowed: PolicyServers,
         *,
         per_server: int = DEFAULT_PER_SERVER,
         queue_timeout: float = DEFAULT_TIMEOUT,
@@ -87,6 +103,7 @@ class PolicyClient:
         if per_server < 1:
             raise ValueError("per_server must be at least 1")
         self._http = http
+        self._allowed = allowed
         self._per_server = per_server
         self._queue_timeout = queue_timeout
         self._servers: dict[str, _Server] = {}
@@ -95,21 +112,31 @@ class PolicyClient:
         """The action `policy` takes in `context`.
 
         Raises:
-            PolicyError: The version has no uri, or its server failed to answer with an action.
+            PolicyError: The version has no uri, its server is not allowed, or it failed to
+                answer with an action.
         """
         if not policy.uri:
-            raise PolicyError(f"policy version {policy.version} has no uri to be served from")
+            reason = "it has no uri to be served from"
+            raise PolicyError(f"policy version {policy.version}: {reason}", reason)
         server = self._servers.get(policy.uri)
         if server is None:
+            if not self._allowed.allows(policy.uri):
+                reason = "its uri is not one of this gateway's policy servers"
+                raise PolicyError(f"{policy.uri}: {reason}", reason)
             server = self._servers[policy.uri] = _Server(policy.uri, self._per_server)
         payload = json.dumps({"context": dict(context)}, separators=(",", ":"))
         await self._take_turn(server)
         try:
             response = await self._http.post(server.url, content=payload)
         except httpx.TimeoutException as exc:
-            raise PolicyError(f"{server.url} timed out ({type(exc).__name__})") from exc
+            raise PolicyError(
+                f"{server.url} timed out ({type(exc).__name__})", "its policy server timed out"
+            ) from exc
         except httpx.HTTPError as exc:
-            raise PolicyError(f"{server.url} failed: {type(exc).__name__}: {exc}") from exc
+            raise PolicyError(
+                f"{server.url} failed: {type(exc).__name__}: {exc}",
+                "its policy server could not be reached",
+            ) from exc
         finally:
             server.gate.release()
         return _action(server.url, response)
@@ -124,19 +151,30 @@ class PolicyClient:
         except TimeoutError:
             raise PolicyError(
                 f"{server.url} already has {self._per_server} calls in flight and none ended "
-                f"within {self._queue_timeout:g}s; the server is too slow or hung"
+                f"within {self._queue_timeout:g}s; the server is too slow or hung",
+                "its policy server is too slow: too many calls already waiting",
             ) from None
 
 
 def _action(url: httpx.URL, response: httpx.Response) -> str:
     if response.status_code != 200:
-        raise PolicyError(f"{url} answered {response.status_code}: {response.text[:200]}")
+        raise PolicyError(
+            f"{url} answered {response.status_code}: {response.text[:200]}",
+            f"its policy server answered HTTP {response.status_code}",
+        )
+    unusable = "its policy server answered without a usable action"
     try:
         action = json.loads(response.content)["action"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise PolicyError(f"{url} answered without an action: {response.text[:200]}") from exc
-    if not isinstance(action, str):
-        raise PolicyError(f"{url} answered a non-string action {action!r}")
+        raise PolicyError(
+            f"{url} answered without an action: {response.text[:200]}", unusable
+        ) from exc
+    if not isinstance(action, str) or not 0 < len(action) <= MAX_ACTION_LENGTH:
+        raise PolicyError(
+            f"{url} answered an action that is not a string of 1-{MAX_ACTION_LENGTH} "
+            f"characters: {str(action)[:200]!r}",
+            unusable,
+        )
     return action
 
 

@@ -5,6 +5,11 @@
 - the **same** generation is a retried PUT: acknowledged with the route already held, unchanged;
 - a **newer** generation replaces the route.
 
+Before any of that, a route passes the gateway's admission rules (gateway.admission: target
+name, generation bounds, allowed policy servers), and a new target is refused once the table
+holds `max_targets` of them: the table never holds a route the gateway would refuse, neither
+from a PUT nor from its state file (a state file holding one fails the start, naming it).
+
 With a state file every change is written (temp file, fsync, `os.replace`) before it is
 acknowledged, so a gateway restarted after a crash serves exactly the routes it confirmed, and a
 reader never sees a half-written file.
@@ -21,9 +26,20 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from activities.contracts import Route
+from gateway.admission import RouteRefusedError, RouteRules
 from gateway.validation import describe
 
-__all__ = ["PutResult", "RouteConflictError", "RoutingTable", "StateFileError"]
+__all__ = [
+    "DEFAULT_MAX_TARGETS",
+    "PutResult",
+    "RouteConflictError",
+    "RoutingTable",
+    "StateFileError",
+    "TooManyTargetsError",
+]
+
+DEFAULT_MAX_TARGETS = 256
+"""Targets one gateway routes at most: each is a set of metric series and a state-file entry."""
 
 _FORMAT = 1
 """Version of the state file's layout, so a later layout can still read this one."""
@@ -37,6 +53,10 @@ class StateFileError(Exception):
     """The state file cannot be read, or written; routes would be lost or made up."""
 
 
+class TooManyTargetsError(RouteRefusedError):
+    """A route for a new target, when the table already holds `max_targets` (HTTP 422)."""
+
+
 @dataclass(frozen=True)
 class PutResult:
     """What a PUT did: the route now held, and whether this PUT changed it."""
@@ -48,17 +68,40 @@ class PutResult:
 class RoutingTable:
     """Routes by target, optionally kept in a JSON state file across restarts."""
 
-    def __init__(self, state_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_file: Path | None = None,
+        rules: RouteRules | None = None,
+        max_targets: int = DEFAULT_MAX_TARGETS,
+    ) -> None:
         """Start empty, or with the routes of `state_file` when it exists.
 
+        Args:
+            state_file: JSON file keeping the routes across restarts; None keeps them in memory.
+            rules: The admission rules every route passes; None admits any valid route.
+            max_targets: Most targets with a route; a route for one more is refused.
+
         Raises:
-            StateFileError: The state file exists but is not one this gateway wrote; starting
-                without its routes would silently send traffic to the wrong policies.
+            StateFileError: The state file exists but is not one this gateway wrote, or holds
+                a route the rules refuse; starting without its routes would silently send
+                traffic to the wrong policies, and starting with a refused one would keep it.
         """
+        if max_targets < 1:
+            raise ValueError("max_targets must be at least 1")
         self._state_file = state_file
+        self._rules = rules
+        self._max_targets = max_targets
         self._routes: dict[str, Route] = {}
         if state_file is not None and state_file.exists():
             self._routes = _load(state_file)
+            for target, route in self._routes.items():
+                try:
+                    self._check(target, route)
+                except RouteRefusedError as exc:
+                    raise StateFileError(
+                        f"{state_file}: the route of target {target} would be refused now: "
+                        f"{exc}; fix the gateway's options or remove that route from the file"
+                    ) from None
 
     def get(self, target: str) -> Route | None:
         """The route applied to `target`, or None when it has none."""
@@ -72,10 +115,18 @@ class RoutingTable:
         """Apply `route` to `target` under the generation rules.
 
         Raises:
+            RouteRefusedError: The route breaks an admission rule (TooManyTargetsError: it
+                names a new target and the table is full); nothing was changed.
             RouteConflictError: The target holds a newer generation.
             StateFileError: The change could not be persisted; it was not applied.
         """
+        self._check(target, route)
         held = self._routes.get(target)
+        if held is None and len(self._routes) >= self._max_targets:
+            raise TooManyTargetsError(
+                f"this gateway already routes {len(self._routes)} targets, its --max-targets; "
+                f"target {target} was not added"
+            )
         if held is not None:
             if route.generation < held.generation:
                 raise RouteConflictError(
@@ -90,6 +141,10 @@ class RoutingTable:
             _save(self._state_file, routes)
         self._routes = routes
         return PutResult(route, changed=True)
+
+    def _check(self, target: str, route: Route) -> None:
+        if self._rules is not None:
+            self._rules.check(target, route)
 
 
 def _load(path: Path) -> dict[str, Route]:

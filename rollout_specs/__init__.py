@@ -1,5 +1,6 @@
 """The rollout spec language: models, loader and examples. Imports only pydantic, pyyaml, stdlib."""
 
+from rollout_specs.auth import Auth, BasicAuth, BearerAuth, HeaderAuth, SecretRef
 from rollout_specs.durations import Duration, format_duration, parse_duration
 from rollout_specs.loader import SpecError, dump_schema, load_spec, parse_spec
 from rollout_specs.models import (
@@ -43,11 +44,15 @@ __all__ = [
     "AdvanceWhen",
     "Approval",
     "ArmMetric",
+    "Auth",
+    "BasicAuth",
+    "BearerAuth",
     "BudgetRule",
     "CompareRule",
     "DriftRule",
     "Duration",
     "Guardrails",
+    "HeaderAuth",
     "HttpMonitoring",
     "HttpRouter",
     "Metadata",
@@ -63,6 +68,7 @@ __all__ = [
     "RolloutSpec",
     "RolloutSpecBody",
     "RouterConfig",
+    "SecretRef",
     "ShadowRule",
     "SpecError",
     "Stage",

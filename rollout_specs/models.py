@@ -12,18 +12,41 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from rollout_specs.auth import Auth, SecretRef, refuse_credentials_in_url
 from rollout_specs.durations import Duration
-from rollout_specs.templates import TEMPLATE_VARIABLES, unknown_variables, variables_in
+from rollout_specs.templates import (
+    TEMPLATE_VARIABLES,
+    placement_problem,
+    unknown_variables,
+    variables_in,
+)
 
 __all__ = [
     "API_VERSION",
     "BUILTIN_METRICS",
+    "MAX_QUERY_LENGTH",
+    "NAME_HINT",
+    "NAME_PATTERN",
     "SLUG_HINT",
     "SLUG_PATTERN",
+    "TEXT_HINT",
+    "TEXT_PATTERN",
+    "URI_HINT",
+    "URI_PATTERN",
     "URL_PATTERN",
+    "VERSION_HINT",
+    "VERSION_PATTERN",
     "Approval",
     "Guardrails",
     "HttpMonitoring",
@@ -52,8 +75,41 @@ __all__ = [
 API_VERSION = "lockgate/v1"
 SLUG_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SLUG_HINT = "use lowercase letters, digits and '-' (like ranker-v42), at most 63 characters"
-URL_PATTERN = r"^https?://"
+URL_PATTERN = r"^https?://[^\x00-\x20\x7f/?#][^\x00-\x20\x7f]{0,2039}$"
+"""http(s), a host, no spaces or control characters anywhere, at most 2048 characters."""
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+"""Versions and scope label values: they land in PromQL label values, the http provider's
+`key=value` words, search attributes and router bodies, so they hold nothing that needs quoting."""
+VERSION_HINT = (
+    "use letters, digits, '.', '_' and '-', starting with a letter or digit (like 42, v1.2.3 or "
+    "eu-west-1), at most 128 characters"
+)
+"""The fix shown when a version or scope value breaks VERSION_PATTERN."""
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+"""Metric names and scope label names: Prometheus's label-name grammar."""
+NAME_HINT = (
+    "use letters, digits and '_', starting with a letter or '_' (like reward or region), at "
+    "most 63 characters"
+)
+"""The fix shown when a metric or label name breaks NAME_PATTERN."""
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+"""One line of free text: no line breaks, tabs or other control characters."""
+TEXT_HINT = "holds a line break, tab or other control character; write it on one line"
+"""The fix shown when free text breaks TEXT_PATTERN."""
+URI_PATTERN = r"^[^\x00-\x20\x7f]*$"
+"""A policy's URI (registry or server): no spaces or control characters, which no URI holds."""
+URI_HINT = (
+    "holds a space or control character; write a URI like http://127.0.0.1:8102 or "
+    "models:/ranker/42"
+)
+"""The fix shown when a URI breaks URI_PATTERN."""
+MAX_QUERY_LENGTH = 16_384
+"""Longest query template (16 KiB): PromQL that long is a mistake, and it bounds the work."""
+MAX_TEXT_LENGTH = 256
+"""Longest free-text value (an owner, a label value, an action name)."""
 MIN_CHECK_INTERVAL = timedelta(seconds=1)
+BackendUrl = Annotated[str, Field(pattern=URL_PATTERN), AfterValidator(refuse_credentials_in_url)]
+"""An http(s) URL without user:password@ (credentials go in an `auth` block)."""
 
 
 def rule_error(field: str, message: str) -> PydanticCustomError:
@@ -74,10 +130,32 @@ def raise_rule_errors(model: BaseModel, errors: list[PydanticCustomError]) -> No
         )
 
 
-class SpecModel(BaseModel):
-    """Base of every spec model: unknown keys are typos, and specs never change once loaded."""
+Version = Annotated[str, Field(min_length=1, max_length=128, pattern=VERSION_PATTERN)]
+"""A policy version or a scope label value, e.g. `42`, `v1.2.3` or `eu-west-1`."""
+Name = Annotated[str, Field(min_length=1, max_length=63, pattern=NAME_PATTERN)]
+"""A metric name or a scope label name, e.g. `reward` or `region`."""
+Text = Annotated[str, Field(max_length=MAX_TEXT_LENGTH, pattern=TEXT_PATTERN)]
+"""One line of free text, at most 256 characters."""
+Word = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH, pattern=TEXT_PATTERN)]
+"""A non-empty name written by a human (an approver, an action, a log column)."""
+Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_LENGTH)]
+"""A query template with {{variable}} placeholders, at most 16 KiB (line breaks allowed)."""
+Scope = Annotated[
+    dict[Name, Annotated[list[Version], Field(max_length=1000)]], Field(max_length=16)
+]
+"""A stage's label selector: at most 16 labels, each with at most 1000 values."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+class SpecModel(BaseModel):
+    """Base of every spec model: unknown keys are typos, and specs never change once loaded.
+
+    Numbers are finite everywhere (`allow_inf_nan=False`): `.nan` as a threshold judges every
+    value healthy and `.inf` as a margin makes every check an error, so both are refused at load.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class Metadata(SpecModel):
@@ -85,18 +163,22 @@ class Metadata(SpecModel):
 
     name: Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)]
     """Rollout name, shown in the UI and the audit trail."""
-    owner: str | None = None
+    owner: Text | None = None
     """Team or person accountable for the rollout."""
-    labels: dict[str, str] = Field(default_factory=dict)
-    """Free-form labels, kept with the rollout."""
+    labels: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=63, pattern=TEXT_PATTERN)], Text],
+        Field(max_length=64),
+    ] = Field(default_factory=dict)
+    """Free-form labels, kept with the rollout (at most 64, one line each)."""
 
 
 class PolicyVersion(SpecModel):
     """One policy version the router can send decisions to."""
 
-    version: Annotated[str, Field(min_length=1, max_length=128)]
-    """Version label, as the serving stack and the metrics know it."""
-    uri: str | None = None
+    version: Version
+    """Version label, as the serving stack and the metrics know it. It reaches PromQL label
+    values, workflow search attributes and router requests, hence VERSION_PATTERN."""
+    uri: Annotated[str, Field(max_length=2048, pattern=URI_PATTERN)] | None = None
     """Where the router finds this version (model registry URI or policy server URL)."""
 
 
@@ -104,34 +186,39 @@ class HttpRouter(SpecModel):
     """A router that implements lockgate's HTTP route contract (docs/router-contract.md)."""
 
     type: Literal["http"]
-    url: Annotated[
-        str, Field(pattern=URL_PATTERN, description="Base URL, e.g. http://127.0.0.1:8080")
-    ]
+    url: Annotated[BackendUrl, Field(description="Base URL, e.g. http://127.0.0.1:8080")]
     """Base URL of the router; routes live under /v1/targets/{target}/route."""
     timeout: Duration = timedelta(seconds=5)
     """Deadline of one request, its whole answer and any retries included. Default 5s."""
+    auth: Auth | None = None
+    """Credentials the worker sends (a bearer token for the reference gateway's control plane);
+    the spec names where the worker reads the secret, never the secret."""
 
 
 class PrometheusMonitoring(SpecModel):
     """Prometheus's instant-query API (`/api/v1/query`)."""
 
     type: Literal["prometheus"]
-    url: Annotated[str, Field(pattern=URL_PATTERN)]
+    url: BackendUrl
     """Base URL of the Prometheus server, e.g. http://127.0.0.1:9090."""
     timeout: Duration = timedelta(seconds=10)
     """Deadline of one query, its whole answer and any retries included. Default 10s."""
+    auth: Auth | None = None
+    """Credentials for Prometheus or the proxy in front of it, read by the worker."""
 
 
 class HttpMonitoring(SpecModel):
     """Any HTTP endpoint that answers a query with JSON holding one number."""
 
     type: Literal["http"]
-    url: Annotated[str, Field(pattern=URL_PATTERN)]
+    url: BackendUrl
     """Endpoint; each trigger's rendered query is sent as the `query` parameter of a GET."""
-    value_path: Annotated[str, Field(min_length=1)] = "value"
+    value_path: Word = "value"
     """Dotted path to the number in the JSON answer, e.g. `data.value` or `results.0.v`."""
     timeout: Duration = timedelta(seconds=10)
     """Deadline of one query, its whole answer and any retries included. Default 10s."""
+    auth: Auth | None = None
+    """Credentials for the endpoint, read by the worker."""
 
 
 RouterConfig = Annotated[HttpRouter, Field(discriminator="type")]
@@ -170,13 +257,13 @@ class OfflineEval(SpecModel):
     The incumbent is taken to be the logging policy: its per-row value is the logged reward.
     """
 
-    log: Annotated[str, Field(min_length=1)]
+    log: Annotated[str, Field(min_length=1, max_length=4096, pattern=TEXT_PATTERN)]
     """Path of the log as the worker sees it: JSON Lines (`.jsonl`) or Parquet (`.parquet`)."""
     estimator: OfflineEstimator = OfflineEstimator.DR
     """The estimator the gate judges with; every estimator is reported."""
     max_regression: Annotated[float, Field(gt=0)]
     """Largest tolerated drop of the candidate's value below the incumbent's (reward units)."""
-    candidate_probabilities: str | None = None
+    candidate_probabilities: Word | None = None
     """A log column holding the candidate's {action: probability}; default: ask the
     candidate's policy server (`candidate.uri`, `POST /act` in batches)."""
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
@@ -192,9 +279,9 @@ class OfflineEval(SpecModel):
 class Approval(SpecModel):
     """Humans who must approve a stage before its traffic moves (four eyes: never the submitter)."""
 
-    approvers: Annotated[list[str], Field(min_length=1)]
+    approvers: Annotated[list[Word], Field(min_length=1, max_length=100)]
     """Who may approve; the rollout's submitter never counts, even when listed."""
-    required: Annotated[int, Field(ge=1)] = 1
+    required: Annotated[int, Field(ge=1, le=100)] = 1
     """Distinct approvals needed."""
     timeout: Duration = timedelta(hours=8)
     """How long to wait for the approvals."""
@@ -229,13 +316,34 @@ class Webhook(SpecModel):
     """A JSON POST per event; its `text` field makes it a Slack-compatible incoming webhook."""
 
     type: Literal["webhook"]
-    url: Annotated[str, Field(pattern=URL_PATTERN)]
+    url: BackendUrl | None = None
+    """The hook's URL, when it is not a secret (a local receiver)."""
+    url_from: SecretRef | None = None
+    """Where the worker reads the URL, when the URL is the secret (a Slack incoming webhook)."""
     events: Annotated[list[NotifyEvent], Field(min_length=1)] = Field(
         default_factory=lambda: list(NotifyEvent)
     )
     """Events to send; default all."""
     timeout: Duration = timedelta(seconds=5)
     """Deadline of one request, its whole answer and any retries included. Default 5s."""
+    auth: Auth | None = None
+    """Credentials the worker sends with each delivery."""
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Webhook:
+        if (self.url is None) == (self.url_from is None):
+            raise ValueError(
+                "give the hook's address as url (a plain URL) or url_from (where the worker "
+                "reads a secret URL, e.g. {env: SLACK_HOOK_URL}), exactly one of them"
+            )
+        return self
+
+    def describe(self) -> str:
+        """The hook for messages: its URL, or where its secret URL lives (never the URL)."""
+        if self.url is not None:
+            return self.url
+        assert self.url_from is not None
+        return f"the webhook URL from {self.url_from.describe()}"
 
 
 NotifyConfig = Annotated[Webhook, Field(discriminator="type")]
@@ -244,11 +352,12 @@ NotifyConfig = Annotated[Webhook, Field(discriminator="type")]
 class Guardrails(SpecModel):
     """Hard limits the router enforces on the candidate whatever the stage."""
 
-    blocked_actions: list[str] = Field(default_factory=list)
+    blocked_actions: Annotated[list[Word], Field(max_length=1000)] = Field(default_factory=list)
     """Actions the candidate may never take; the router serves the incumbent's instead."""
 
 
 def _check_template(query: str, *, per_arm: bool) -> str:
+    """Refuse unknown variables, {{version}} outside per-arm queries, and unsafe placements."""
     unknown = unknown_variables(query)
     if not per_arm and "version" in variables_in(query):
         raise ValueError(
@@ -260,6 +369,9 @@ def _check_template(query: str, *, per_arm: bool) -> str:
         raise ValueError(
             f"unknown query variable {{{{{unknown[0]}}}}}; the variables are {allowed}"
         )
+    problem = placement_problem(query)
+    if problem is not None:
+        raise ValueError(problem)
     return query
 
 
@@ -269,11 +381,11 @@ class ArmMetric(SpecModel):
     Each query is rendered once per arm with {{version}}; statistical triggers compare the two.
     """
 
-    count: str
+    count: Query
     """Number of observations of the arm over {{stage_window}} (e.g. rewarded decisions)."""
-    total: str
+    total: Query
     """Sum of the observed values (e.g. rewards)."""
-    total_squares: str | None = None
+    total_squares: Query | None = None
     """Sum of squared values; leave out for 0/1 metrics (errors, conversions)."""
     higher_is_better: bool = True
     """False for metrics where more is worse (errors, violations)."""
@@ -289,7 +401,7 @@ class ArmMetric(SpecModel):
 class CompareRule(SpecModel):
     """Candidate vs incumbent on a metric: an always-valid sequential test of a regression."""
 
-    metric: str
+    metric: Name
     """A metric of spec.metrics or a built-in one (reward, errors, guardrail_violations)."""
     max_drop: Annotated[float, Field(gt=0)]
     """The largest tolerated drop (absolute, or relative with `relative: true`)."""
@@ -299,7 +411,7 @@ class CompareRule(SpecModel):
 class BudgetRule(SpecModel):
     """A cap on the reward the candidate may cost relative to the incumbent."""
 
-    metric: str = "reward"
+    metric: Name = "reward"
     max_reward_loss: Annotated[float, Field(gt=0)]
     """Roll back when the upper confidence bound of n_candidate x (incumbent - candidate) mean
     exceeds this."""
@@ -308,7 +420,7 @@ class BudgetRule(SpecModel):
 class AdvanceWhen(SpecModel):
     """Evidence a stage needs before it advances: non-inferiority of a metric within a margin."""
 
-    non_inferior: str
+    non_inferior: Name
     """The metric (spec.metrics or built-in) the candidate must be shown not worse on."""
     margin: Annotated[float, Field(gt=0)]
     relative: bool = False
@@ -323,7 +435,7 @@ class Stage(SpecModel):
     """`shadow`: the candidate sees mirrored traffic, never serves. `split`: it serves `percent`."""
     percent: Annotated[float, Field(gt=0, le=100)] | None = None
     """Share of decisions (in `scope`) served by the candidate. Required for split stages."""
-    scope: dict[str, list[str]] | None = None
+    scope: Scope | None = None
     """Label selector limiting the stage to matching units, e.g. {region: [eu-west-1]}."""
     min_duration: Duration = timedelta(0)
     """Bake time: the stage ends no sooner, and only with every trigger passing. Required for
@@ -334,7 +446,7 @@ class Stage(SpecModel):
     """Evidence the stage needs to advance, beyond every trigger passing."""
     on_inconclusive: MissingDataPolicy = MissingDataPolicy.HOLD
     """At max_duration without the evidence: hold for a human, or roll back. Never advance."""
-    expected_samples: Annotated[int, Field(ge=10)] = 10_000
+    expected_samples: Annotated[int, Field(ge=10, le=10**12)] = 10_000
     """Observations (both arms) the stage should see; tunes its sequential tests."""
     offline_eval: OfflineEval | None = None
     """Makes this an offline stage: judged on logged decisions, no traffic moves."""
@@ -447,9 +559,9 @@ class DriftRule(SpecModel):
     """Largest share of candidate decisions on actions the incumbent never took."""
     smoothing: Annotated[float, Field(ge=0)] = 0.5
     """Pseudo-count added to every action on both sides (Jeffreys' 0.5 by default)."""
-    min_samples: Annotated[int, Field(ge=1)] | None = None
+    min_samples: Annotated[int, Field(ge=1, le=10**9)] | None = None
     """Decisions per side before judging; default 20 x (actions - 1)."""
-    by_action: str = (
+    by_action: Query = (
         'sum by (action) (increase(lockgate_decisions_total{target="{{target}}",'
         'version="{{version}}"}[{{stage_window}}]))'
     )
@@ -482,11 +594,11 @@ class ShadowRule(SpecModel):
     """Largest share of candidate actions the incumbent never took in the window."""
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     """Level of the Wilson interval and of the Stuart-Maxwell test."""
-    min_samples: Annotated[int, Field(ge=1)] = 500
+    min_samples: Annotated[int, Field(ge=1, le=10**9)] = 500
     """Pairs before judging; fewer is awaiting evidence, never a pass."""
     smoothing: Annotated[float, Field(ge=0)] = 0.5
     """Pseudo-count of the JS/PSI effect sizes (Jeffreys' 0.5 by default)."""
-    pairs: str = (
+    pairs: Query = (
         "sum by (incumbent_action, candidate_action) (increase(lockgate_shadow_pairs_total"
         '{target="{{target}}"}[{{stage_window}}]))'
     )
@@ -515,15 +627,15 @@ class RollbackTrigger(SpecModel):
 
     name: Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)]
     """Trigger name, unique in the spec; shown with every verdict."""
-    query: Annotated[str, Field(min_length=1)] | None = None
+    query: Query | None = None
     """Query for the monitoring backend, with {{variable}} placeholders (with `threshold`)."""
     threshold: Threshold | None = None
     compare: CompareRule | None = None
     budget: BudgetRule | None = None
     drift: DriftRule | None = None
     shadow: ShadowRule | None = None
-    failure_limit: Annotated[int, Field(ge=1)] = 1
-    """Consecutive failing checks that roll back. Default 1."""
+    failure_limit: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Consecutive failing checks that roll back. Default 1; at most 1000 (more never fires)."""
     modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
         default_factory=lambda: [StageMode.SHADOW, StageMode.SPLIT]
     )
@@ -608,16 +720,18 @@ class RolloutSpecBody(SpecModel):
     """Time between checks. Default 30s; at least 1s."""
     on_missing_data: MissingDataPolicy = MissingDataPolicy.HOLD
     """When checks find no evidence `missing_data_limit` times in a row: hold or roll back."""
-    missing_data_limit: Annotated[int, Field(ge=1)] = 5
+    missing_data_limit: Annotated[int, Field(ge=1, le=10_000)] = 5
     """Consecutive checks without evidence before escalating (or rolling back). Default 5."""
     guardrails: Guardrails = Field(default_factory=Guardrails)
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
     """False-rollback budget of the whole rollout, split evenly across statistical triggers."""
-    metrics: dict[str, ArmMetric] = Field(default_factory=dict)
+    metrics: Annotated[dict[Name, ArmMetric], Field(max_length=100)] = Field(default_factory=dict)
     """Per-arm metrics for statistical triggers, beyond (or replacing) the built-in ones."""
-    stages: Annotated[list[Stage], Field(min_length=1)]
-    rollback_triggers: list[RollbackTrigger] = Field(default_factory=list)
-    notify: list[NotifyConfig] = Field(default_factory=list)
+    stages: Annotated[list[Stage], Field(min_length=1, max_length=100)]
+    rollback_triggers: Annotated[list[RollbackTrigger], Field(max_length=100)] = Field(
+        default_factory=list
+    )
+    notify: Annotated[list[NotifyConfig], Field(max_length=20)] = Field(default_factory=list)
     """Where to tell humans about the rollout's events (webhooks)."""
 
     @field_validator("check_interval")

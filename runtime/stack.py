@@ -4,11 +4,19 @@ The worker (with its embedded Temporal server), two policy servers, the referenc
 Prometheus when its binary is on PATH, and the simulated world driving traffic. `lockgate demo`
 runs it for a person; the end-to-end tests run it on free ports. Stopping it stops every process
 it started, in reverse order.
+
+The gateway's control plane (routes, stats, metrics) is on its own port behind a token the stack
+draws at random for each run: it is written to a file only the user can read (for the gateway
+and for Prometheus' scrape) and given to the worker as LOCKGATE_GATEWAY_TOKEN, which the demo
+specs' `auth` blocks name. The simulated world only ever reaches the data plane.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import secrets
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -22,17 +30,22 @@ from runtime.processes import ManagedProcess, free_port, port_open
 from simulator.offline_log import write_log
 from simulator.scenarios import scenario as scenario_named
 
-__all__ = ["DemoStack", "StackPorts", "demo_spec", "http_ok"]
+__all__ = ["GATEWAY_TOKEN_ENV", "DemoStack", "StackPorts", "demo_spec", "http_ok"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "rollout_specs" / "examples"
 ARTIFACTS = ROOT / "simulator" / "artifacts"
 
+GATEWAY_TOKEN_ENV = "LOCKGATE_GATEWAY_TOKEN"
+"""The worker's variable holding the gateway's control token; the demo specs' `auth` names it."""
+
 PROMETHEUS_CONFIG = """\
 global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 scrape_configs:
   - job_name: gateway
-    static_configs: [{{targets: ["127.0.0.1:{gateway}"]}}]
+    # /metrics is on the gateway's control plane, behind its token
+    authorization: {{type: Bearer, credentials_file: "{token_file}"}}
+    static_configs: [{{targets: ["127.0.0.1:{gateway_control}"]}}]
   - job_name: lockgate-worker
     static_configs: [{{targets: ["127.0.0.1:{worker_metrics}"]}}]
 """
@@ -49,11 +62,13 @@ class StackPorts:
     candidate: int = 8102
     prometheus: int = 9090
     worker_metrics: int = 9464
+    gateway_control: int = 8081
+    """The gateway's control plane: routes, stats and metrics, behind the token."""
 
     @classmethod
     def free(cls) -> StackPorts:
         """Ports nothing listens on now (tests run stacks side by side with a developer's)."""
-        return cls(*(free_port() for _ in range(7)))
+        return cls(*(free_port() for _ in dataclasses.fields(cls)))
 
     def busy(self) -> list[int]:
         """The ports already taken, so the demo can say which instead of failing obscurely."""
@@ -74,6 +89,8 @@ class DemoStack:
     prometheus: bool | None = None
     """Run Prometheus: None means when the binary is on PATH."""
     processes: list[ManagedProcess] = field(default_factory=list)
+    control_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    """The gateway's control token, drawn for this stack; never shown."""
 
     def __post_init__(self) -> None:
         # The processes run from the project's root; the paths they are given must not depend
@@ -84,8 +101,23 @@ class DemoStack:
 
     @property
     def gateway_url(self) -> str:
-        """Where the gateway (the router of the demo) listens."""
+        """Where the gateway's data plane (decide, feedback) listens: the simulated world's."""
         return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def control_url(self) -> str:
+        """Where the gateway's control plane listens: the router and stats URL of the specs."""
+        return f"http://127.0.0.1:{self.ports.gateway_control}"
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """The header the control plane needs, for the demo's own route and the tests."""
+        return {"Authorization": f"Bearer {self.control_token}"}
+
+    @property
+    def token_file(self) -> Path:
+        """The control token, readable by the user alone (the gateway's and Prometheus')."""
+        return self.data_dir / "gateway-token"
 
     @property
     def prometheus_url(self) -> str:
@@ -110,6 +142,7 @@ class DemoStack:
     async def start(self, scenario: str = "healthy") -> None:
         """Start everything but the traffic; `start_traffic` follows once a spec is chosen."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.write_token()
         # The incumbent's logged decisions (it explores a little), for the offline gate.
         await asyncio.to_thread(write_log, self.offline_log, OFFLINE_LOG_ROWS, OFFLINE_LOG_SEED)
         await self._start_worker()
@@ -156,6 +189,14 @@ class DemoStack:
 
     # ----------------------------------------------------------------------------- services
 
+    def write_token(self) -> None:
+        """Write the control token where the gateway and Prometheus read it, for the user only."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(self.control_token + "\n")
+        self.token_file.chmod(0o600)  # an older file keeps its mode through O_CREAT
+
     def _spawn(
         self, name: str, command: list[str], env: dict[str, str] | None = None
     ) -> ManagedProcess:
@@ -171,6 +212,7 @@ class DemoStack:
             "LOCKGATE_TEMPORAL_PORT": str(self.ports.temporal),
             "LOCKGATE_UI_PORT": str(self.ports.ui),
             "LOCKGATE_METRICS_ADDRESS": f"127.0.0.1:{self.ports.worker_metrics}",
+            GATEWAY_TOKEN_ENV: self.control_token,
             "PYTHONUNBUFFERED": "1",
         }
         worker = self._spawn("worker", [sys.executable, "worker.py"], env)
@@ -190,22 +232,41 @@ class DemoStack:
         process = self._spawn(name, command).start()
         await process.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"))
 
-    async def _start_gateway(self) -> None:
-        command = [
+    def gateway_command(self) -> list[str]:
+        """The gateway's command line: both planes, the token file, the two policy servers."""
+        return [
             sys.executable, "-m", "gateway",
-            "--port", str(self.ports.gateway), "--state-file", str(self.data_dir / "routes.json"),
+            "--port", str(self.ports.gateway), "--control-port", str(self.ports.gateway_control),
+            "--control-token-file", str(self.token_file),
+            "--policy-uri", f"http://127.0.0.1:{self.ports.incumbent}",
+            "--policy-uri", f"http://127.0.0.1:{self.ports.candidate}",
+            "--state-file", str(self.data_dir / "routes.json"),
         ]  # fmt: skip
-        process = self._spawn("gateway", command).start()
-        await process.wait_ready(lambda: http_ok(f"{self.gateway_url}/healthz"))
+
+    def prometheus_config(self) -> str:
+        """Prometheus' scrape configuration: the gateway's control plane, with the token file.
+
+        `/metrics` is on the control plane, behind the token, so the `gateway` job scrapes the
+        control port with `authorization.credentials_file`; the worker's SDK metrics are open.
+        """
+        return PROMETHEUS_CONFIG.format(
+            gateway_control=self.ports.gateway_control,
+            token_file=self.token_file,
+            worker_metrics=self.ports.worker_metrics,
+        )
+
+    async def _start_gateway(self) -> None:
+        process = self._spawn("gateway", self.gateway_command()).start()
+
+        async def both_planes_up() -> bool:
+            urls = (f"{self.gateway_url}/healthz", f"{self.control_url}/healthz")
+            return all([await http_ok(url) for url in urls])
+
+        await process.wait_ready(both_planes_up)
 
     async def _start_prometheus(self) -> None:
         config = self.data_dir / "prometheus.yml"
-        config.write_text(
-            PROMETHEUS_CONFIG.format(
-                gateway=self.ports.gateway, worker_metrics=self.ports.worker_metrics
-            ),
-            encoding="utf-8",
-        )
+        config.write_text(self.prometheus_config(), encoding="utf-8")
         command = [
             "prometheus",
             f"--config.file={config}",
@@ -229,19 +290,24 @@ async def http_ok(url: str) -> bool:
 def demo_spec(stack: DemoStack, *, target: str | None = None, fast: bool = False) -> RolloutSpec:
     """The demo spec for this stack's ports: Prometheus-judged, or the gateway's JSON stats.
 
+    The router (and, without Prometheus, the monitoring) is the gateway's control plane, with
+    the bearer `auth` block naming GATEWAY_TOKEN_ENV, which the stack sets for the worker.
     `fast` shortens the bakes for end-to-end tests; the spec's rules stay the same.
     """
     name = "demo.yaml" if stack.prometheus else "demo-http-monitoring.yaml"
     spec = load_spec(EXAMPLES / name)
     document = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     body = document["spec"]
-    body["router"]["url"] = stack.gateway_url
+    gateway_auth = {"type": "bearer", "token": {"env": GATEWAY_TOKEN_ENV}}
+    body["router"]["url"] = stack.control_url
+    body["router"]["auth"] = gateway_auth
     body["incumbent"]["uri"] = f"http://127.0.0.1:{stack.ports.incumbent}"
     body["candidate"]["uri"] = f"http://127.0.0.1:{stack.ports.candidate}"
     if stack.prometheus:
         body["monitoring"]["url"] = stack.prometheus_url
     else:
-        body["monitoring"]["url"] = f"{stack.gateway_url}/v1/stats"
+        body["monitoring"]["url"] = f"{stack.control_url}/v1/stats"
+        body["monitoring"]["auth"] = gateway_auth
     for stage in body["stages"]:
         if "offline_eval" in stage:
             stage["offline_eval"]["log"] = str(stack.offline_log.resolve())

@@ -744,7 +744,7 @@ class RolloutWorkflow:
             workflow.logger.warning(
                 "notification %s to %s was not delivered: %s",
                 notification.event.value,
-                notification.webhook.url,
+                notification.webhook.describe(),
                 _cause(exc),
             )
 

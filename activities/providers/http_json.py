@@ -12,6 +12,7 @@ import math
 
 import httpx
 
+from activities.credentials import auth_headers
 from activities.errors import NoDataError, ProviderError, ProviderUnavailable
 from activities.http_boundary import READ_RETRIES, ReadRetries, Unreachable, excerpt, send
 from activities.providers.base import Sample
@@ -39,6 +40,7 @@ class HttpJsonProvider:
         self._timeout = config.timeout.total_seconds()
         self._client = client
         self._retries = read_retries
+        self._auth = config.auth
 
     async def query(self, query: str) -> Sample:
         """Send `query` and return the number found at `value_path`.
@@ -91,6 +93,7 @@ class HttpJsonProvider:
                 params={"query": query},
                 deadline=self._timeout,
                 retries=self._retries,
+                headers=auth_headers(self._auth),
             )
         except Unreachable as exc:
             fix = (

@@ -11,6 +11,7 @@ import math
 
 import httpx
 
+from activities.credentials import auth_headers
 from activities.errors import (
     AmbiguousResultError,
     NoDataError,
@@ -45,6 +46,7 @@ class PrometheusProvider:
         self._timeout = config.timeout.total_seconds()
         self._client = client
         self._retries = read_retries
+        self._auth = config.auth
 
     async def query(self, query: str) -> Sample:
         """Run `query` as an instant query and return its one value.
@@ -138,6 +140,7 @@ class PrometheusProvider:
                 params={"query": query},
                 deadline=self._timeout,
                 retries=self._retries,
+                headers=auth_headers(self._auth),
             )
         except Unreachable as exc:
             fix = (

@@ -17,6 +17,7 @@ import httpx
 from pydantic import ValidationError
 
 from activities.contracts import Route
+from activities.credentials import auth_headers
 from activities.errors import RouteConflict, RouterError, RouterUnavailable
 from activities.http_boundary import READ_RETRIES, ReadRetries, Unreachable, excerpt, send
 from rollout_specs import HttpRouter
@@ -42,6 +43,7 @@ class HttpTrafficRouter:
         self._timeout = config.timeout.total_seconds()
         self._client = client
         self._retries = read_retries
+        self._auth = config.auth
 
     async def put_route(self, target: str, route: Route) -> Route:
         """Apply `route` to `target`, once; Temporal owns the retries of this write.
@@ -63,8 +65,9 @@ class HttpTrafficRouter:
         url = self._route_url(target)
         try:
             response = await send(
-                self._client, "PUT", url, json=route.model_dump(mode="json"), deadline=self._timeout
-            )
+                self._client, "PUT", url, json=route.model_dump(mode="json"),
+                deadline=self._timeout, headers=auth_headers(self._auth),
+            )  # fmt: skip
         except Unreachable as exc:
             raise self._unreachable(url, exc) from exc
         if response.status_code == 409:
@@ -94,8 +97,9 @@ class HttpTrafficRouter:
         url = self._route_url(target)
         try:
             response = await send(
-                self._client, "GET", url, deadline=self._timeout, retries=self._retries
-            )
+                self._client, "GET", url, deadline=self._timeout, retries=self._retries,
+                headers=auth_headers(self._auth),
+            )  # fmt: skip
         except Unreachable as exc:
             raise self._unreachable(url, exc) from exc
         if response.status_code == 404:

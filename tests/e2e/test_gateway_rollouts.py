@@ -127,8 +127,13 @@ async def test_a_healthy_candidate_is_promoted_and_then_serves_everyone(
 
 async def _route_reset(stack: DemoStack, target: str) -> float | None:
     async with httpx.AsyncClient(timeout=5) as http:
-        route = (await http.get(f"{stack.gateway_url}/v1/targets/{target}/route")).json()
+        route = (await http.get(_route_url(stack, target), headers=stack.control_headers)).json()
     return time.monotonic() if route.get("mode") == "off" else None
+
+
+def _route_url(stack: DemoStack, target: str) -> str:
+    """The target's route, on the gateway's control plane (which needs the stack's token)."""
+    return f"{stack.control_url}/v1/targets/{target}/route"
 
 
 async def test_guardrail_violations_roll_back_soon_after_prometheus_sees_them(
@@ -235,8 +240,8 @@ async def test_a_five_percent_reward_regression_is_rolled_back(
 
     async def candidate_serving() -> float | None:
         async with httpx.AsyncClient(timeout=5) as http:
-            route = (await http.get(f"{stack.gateway_url}/v1/targets/{target}/route")).json()
-        return time.monotonic() if route.get("mode") == "split" else None
+            answer = await http.get(_route_url(stack, target), headers=stack.control_headers)
+        return time.monotonic() if answer.json().get("mode") == "split" else None
 
     harm_from = await wait_until(candidate_serving, timeout=60, what="the candidate serving")
     reset_at = await wait_until(

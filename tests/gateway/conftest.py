@@ -7,12 +7,18 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.gateway.servers import GatewayServer
+from tests.gateway.servers import GatewayServer, UvicornThread
 
 
 @pytest.fixture
-def gateway() -> Iterator[GatewayServer]:
-    with GatewayServer() as server:
+def policy_servers() -> list[UvicornThread]:
+    """The policy servers the `gateway` fixture allows; a module overrides it with its own."""
+    return []
+
+
+@pytest.fixture
+def gateway(policy_servers: list[UvicornThread]) -> Iterator[GatewayServer]:
+    with GatewayServer(policy_servers) as server:
         yield server
 
 

@@ -2,7 +2,9 @@
 
 Two real policy servers serve the test artifacts (tests/gateway/artifacts): the incumbent 41
 always answers `none`; the candidate 42 answers `discount_10`, or the blocked `discount_90` when
-the context says `risky: 1`. Every gateway is fresh (its own routes and metrics registry).
+the context says `risky: 1`. Every gateway is fresh (its own routes and metrics registry), with
+routes, stats and metrics on its control plane (`control_url`, behind its token) and decide and
+feedback on its data plane (`url`). The attacks on each are in test_gateway_hardening.py.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ def candidate() -> Iterator[PolicyServer]:
         yield server
 
 
+@pytest.fixture
+def policy_servers(incumbent: PolicyServer, candidate: PolicyServer) -> list[UvicornThread]:
+    return [incumbent, candidate]
+
+
 def _route(
     incumbent: PolicyServer,
     candidate: PolicyServer | None,
@@ -79,7 +86,15 @@ def _route(
 async def _put(
     http: httpx.AsyncClient, gateway: GatewayServer, route: dict[str, Any], target: str = TARGET
 ) -> httpx.Response:
-    return await http.put(f"{gateway.url}/v1/targets/{target}/route", json=route)
+    return await http.put(
+        f"{gateway.control_url}/v1/targets/{target}/route", json=route, headers=gateway.auth
+    )
+
+
+async def _read(
+    http: httpx.AsyncClient, gateway: GatewayServer, target: str = TARGET
+) -> httpx.Response:
+    return await http.get(f"{gateway.control_url}/v1/targets/{target}/route", headers=gateway.auth)
 
 
 async def _decide(
@@ -102,7 +117,7 @@ async def _metric(
     http: httpx.AsyncClient, gateway: GatewayServer, name: str, **labels: str
 ) -> float:
     """The sum of the samples of `name` whose labels include `labels` (0 when there are none)."""
-    text = (await http.get(f"{gateway.url}/metrics")).text
+    text = (await http.get(f"{gateway.control_url}/metrics", headers=gateway.auth)).text
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
@@ -112,7 +127,9 @@ async def _metric(
 
 
 async def _stat(http: httpx.AsyncClient, gateway: GatewayServer, query: str) -> float | None:
-    response = await http.get(f"{gateway.url}/v1/stats", params={"query": query})
+    response = await http.get(
+        f"{gateway.control_url}/v1/stats", params={"query": query}, headers=gateway.auth
+    )
     assert response.status_code == 200, response.text
     value: float | None = response.json()["value"]
     return value
@@ -131,10 +148,10 @@ async def test_a_route_put_is_answered_and_read_back_as_applied(
     put = await _put(http, gateway, route)
     assert put.status_code == 200
     assert put.json() == route | {"percent": 50.0}
-    read = await http.get(f"{gateway.url}/v1/targets/{TARGET}/route")
+    read = await _read(http, gateway)
     assert read.status_code == 200
     assert read.json() == put.json()
-    missing = await http.get(f"{gateway.url}/v1/targets/ranker/route")
+    missing = await _read(http, gateway, "ranker")
     assert missing.status_code == 404
     assert "ranker has no route" in missing.json()["detail"]
 
@@ -154,7 +171,7 @@ async def test_the_same_generation_again_changes_nothing(
     )
     assert conflicting_retry.status_code == 200
     assert conflicting_retry.json()["percent"] == 10
-    read = await http.get(f"{gateway.url}/v1/targets/{TARGET}/route")
+    read = await _read(http, gateway)
     assert read.json()["percent"] == 10
 
 
@@ -174,7 +191,7 @@ async def test_an_older_generation_is_refused_with_409_naming_the_holder(
     detail = refused.json()["detail"]
     assert "generation 1700000000500" in detail
     assert "rollout-offers/b" in detail
-    read = await http.get(f"{gateway.url}/v1/targets/{TARGET}/route")
+    read = await _read(http, gateway)
     assert read.json()["rollout_id"] == "rollout-offers/b"
 
 
@@ -183,8 +200,19 @@ async def test_lockgates_own_router_client_drives_the_gateway(
     gateway: GatewayServer,
     incumbent: PolicyServer,
     candidate: PolicyServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    router = HttpTrafficRouter(HttpRouter(type="http", url=gateway.url), http)
+    # the worker reads the token where the spec's auth block says, as in production
+    assert gateway.token is not None
+    monkeypatch.setenv("LOCKGATE_TEST_GATEWAY_TOKEN", gateway.token)
+    config = HttpRouter.model_validate(
+        {
+            "type": "http",
+            "url": gateway.control_url,
+            "auth": {"type": "bearer", "token": {"env": "LOCKGATE_TEST_GATEWAY_TOKEN"}},
+        }
+    )
+    router = HttpTrafficRouter(config, http)
     route = Route.model_validate(
         _route(incumbent, candidate, generation=5, scope={"region": ["eu-west-1"]})
     )
@@ -217,7 +245,7 @@ async def test_a_malformed_route_is_refused_with_422_and_the_reason(
     refused = await _put(http, gateway, _route(incumbent, candidate) | change)
     assert refused.status_code == 422
     assert message in refused.json()["detail"]
-    assert (await http.get(f"{gateway.url}/v1/targets/{TARGET}/route")).status_code == 404
+    assert (await _read(http, gateway)).status_code == 404
 
 
 async def test_a_restarted_gateway_with_a_state_file_keeps_its_routes(
@@ -225,11 +253,11 @@ async def test_a_restarted_gateway_with_a_state_file_keeps_its_routes(
 ) -> None:
     state = tmp_path / "routes.json"
     route = _route(incumbent, candidate, generation=3, percent=100)
-    with GatewayServer(state_file=state) as first:
+    with GatewayServer([incumbent, candidate], state_file=state) as first:
         assert (await _put(http, first, route)).status_code == 200
         before = await _decide(http, first, "user-1")
-    with GatewayServer(state_file=state) as restarted:
-        read = await http.get(f"{restarted.url}/v1/targets/{TARGET}/route")
+    with GatewayServer([incumbent, candidate], state_file=state) as restarted:
+        read = await _read(http, restarted)
         assert read.status_code == 200
         assert read.json() == route | {"percent": 100.0}
         after = await _decide(http, restarted, "user-1")
@@ -398,21 +426,23 @@ async def test_a_blocked_candidate_action_is_replaced_by_the_incumbents_and_coun
 
 
 async def test_a_candidate_that_is_down_is_counted_and_the_incumbent_serves(
-    http: httpx.AsyncClient, gateway: GatewayServer, incumbent: PolicyServer
+    http: httpx.AsyncClient, incumbent: PolicyServer
 ) -> None:
-    with PolicyServer(ARTIFACTS / "offers-42.json") as doomed:
-        await _put(http, gateway, _route(incumbent, doomed, percent=100))
-        assert (await _decide(http, gateway, "user-1"))["version"] == "42"
-    # the candidate's server is gone: connection refused
-    answers = [await _decide(http, gateway, f"user-{n}") for n in range(4)]
-    assert {(a["arm"], a["version"], a["action"]) for a in answers} == {("incumbent", "41", "none")}
-    errors = await _metric(
-        http, gateway, "lockgate_decision_errors_total", arm="candidate", version="42"
-    )
-    assert errors == 4
-    assert await _stat(http, gateway, f"error_rate target={TARGET} version=42") == pytest.approx(
-        4 / 5
-    )
+    doomed = PolicyServer(ARTIFACTS / "offers-42.json")
+    with GatewayServer([incumbent, doomed]) as gateway:
+        with doomed:
+            await _put(http, gateway, _route(incumbent, doomed, percent=100))
+            assert (await _decide(http, gateway, "user-1"))["version"] == "42"
+        # the candidate's server is gone: connection refused
+        answers = [await _decide(http, gateway, f"user-{n}") for n in range(4)]
+        served = {(a["arm"], a["version"], a["action"]) for a in answers}
+        assert served == {("incumbent", "41", "none")}
+        errors = await _metric(
+            http, gateway, "lockgate_decision_errors_total", arm="candidate", version="42"
+        )
+        assert errors == 4
+        error_rate = await _stat(http, gateway, f"error_rate target={TARGET} version=42")
+        assert error_rate == pytest.approx(4 / 5)
 
 
 def _hanging_policy_server() -> UvicornThread:
@@ -432,7 +462,7 @@ async def test_a_hung_candidate_costs_a_bounded_wait_and_never_the_incumbents_tu
 ) -> None:
     with (
         _hanging_policy_server() as hung,
-        GatewayServer(policy_timeout=0.25, policy_concurrency=2) as gateway,
+        GatewayServer([incumbent, hung], policy_timeout=0.25, policy_concurrency=2) as gateway,
     ):
         route = _route(incumbent, None, percent=100) | {
             "candidate": {"version": "42", "uri": hung.url}
@@ -454,16 +484,20 @@ async def test_a_hung_candidate_costs_a_bounded_wait_and_never_the_incumbents_tu
 
 
 async def test_an_incumbent_that_is_down_is_a_502(
-    http: httpx.AsyncClient, gateway: GatewayServer, candidate: PolicyServer
+    http: httpx.AsyncClient, candidate: PolicyServer
 ) -> None:
-    with PolicyServer(ARTIFACTS / "offers-41.json") as doomed:
-        await _put(http, gateway, _route(doomed, candidate, mode="shadow"))
-    response = await http.post(
-        f"{gateway.url}/v1/targets/{TARGET}/decide", json={"unit_id": "u", "context": SAFE}
-    )
-    assert response.status_code == 502
-    assert "incumbent 41 gave no action" in response.json()["detail"]
-    assert await _metric(http, gateway, "lockgate_decision_errors_total", arm="incumbent") == 1
+    doomed = PolicyServer(ARTIFACTS / "offers-41.json")
+    with GatewayServer([doomed, candidate]) as gateway:
+        with doomed:
+            await _put(http, gateway, _route(doomed, candidate, mode="shadow"))
+        response = await http.post(
+            f"{gateway.url}/v1/targets/{TARGET}/decide", json={"unit_id": "u", "context": SAFE}
+        )
+        assert response.status_code == 502
+        detail = response.json()["detail"]
+        assert detail == "incumbent 41 gave no action: its policy server could not be reached"
+        errors = await _metric(http, gateway, "lockgate_decision_errors_total", arm="incumbent")
+        assert errors == 1
 
 
 async def test_a_context_the_policy_cannot_use_fails_the_policy_call(
@@ -477,7 +511,9 @@ async def test_a_context_the_policy_cannot_use_fails_the_policy_call(
         f"{gateway.url}/v1/targets/{TARGET}/decide", json={"unit_id": "u", "context": {}}
     )
     assert response.status_code == 502
-    assert "lacks feature(s) basket, risky" in response.json()["detail"]
+    # the gateway's words; what the policy server said (its 422 detail) stays in the log
+    detail = response.json()["detail"]
+    assert detail == "incumbent 41 gave no action: its policy server answered HTTP 422"
 
 
 # ------------------------------------------------------------------------------ feedback
@@ -504,7 +540,7 @@ async def test_a_reward_is_attributed_to_the_arm_and_version_that_served(
 ) -> None:
     await _put(http, gateway, _route(incumbent, candidate, percent=50))
     answers = [await _decide(http, gateway, f"user-{n}") for n in range(40)]
-    rewards = {"incumbent": 1.0, "candidate": 3.0}
+    rewards = {"incumbent": 0.25, "candidate": 1.0}
     for answer in answers:
         response = await _feedback(http, gateway, answer["decision_id"], rewards[answer["arm"]])
         assert response.status_code == 200
@@ -541,7 +577,7 @@ async def test_feedback_for_an_unknown_or_rewarded_decision_is_refused(
     assert elsewhere.status_code == 404
     negative = await _feedback(http, gateway, decision, -1.0)
     assert negative.status_code == 422
-    assert "reward: Input should be greater than or equal to 0" in negative.json()["detail"]
+    assert "reward -1 is outside [0, 1]" in negative.json()["detail"]
 
     assert (await _feedback(http, gateway, decision, 1.0)).status_code == 200
     twice = await _feedback(http, gateway, decision, 1.0)
@@ -553,7 +589,7 @@ async def test_feedback_for_an_unknown_or_rewarded_decision_is_refused(
 async def test_a_decision_older_than_the_ttl_takes_no_reward(
     http: httpx.AsyncClient, incumbent: PolicyServer
 ) -> None:
-    with GatewayServer(decision_ttl=1e-9) as gateway:
+    with GatewayServer([incumbent], decision_ttl=1e-9) as gateway:
         await _put(http, gateway, _route(incumbent, None, mode="off"))
         decision = (await _decide(http, gateway, "user-1"))["decision_id"]
         expired = await _feedback(http, gateway, decision, 1.0)
@@ -568,11 +604,13 @@ async def test_stats_answer_null_without_data_and_400_for_a_bad_query(
 ) -> None:
     assert await _stat(http, gateway, "error_rate target=offers version=42 window=30s") is None
     unknown = await http.get(
-        f"{gateway.url}/v1/stats", params={"query": "p99 target=offers version=42"}
+        f"{gateway.control_url}/v1/stats",
+        params={"query": "p99 target=offers version=42"},
+        headers=gateway.auth,
     )
     assert unknown.status_code == 400
     assert "unknown stat 'p99'" in unknown.json()["detail"]
-    missing = await http.get(f"{gateway.url}/v1/stats")
+    missing = await http.get(f"{gateway.control_url}/v1/stats", headers=gateway.auth)
     assert missing.status_code == 400
 
 
@@ -613,13 +651,13 @@ async def test_the_policy_server_refuses_a_bad_context_with_422(
 # ------------------------------------------------------------------------ the commands
 
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
+def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 
@@ -638,26 +676,32 @@ async def _ready(http: httpx.AsyncClient, url: str, process: subprocess.Popen[by
 async def test_the_commands_serve_and_stop_cleanly_on_a_signal(
     http: httpx.AsyncClient, tmp_path: Path, stop: signal.Signals
 ) -> None:
-    policy_port, gateway_port = free_port(), free_port()
+    policy_port, gateway_port, control_port = free_port(), free_port(), free_port()
+    policy_url = f"http://127.0.0.1:{policy_port}"
+    token = "a-token-from-the-environment-0123456789"
     policy = _spawn("-m", "gateway.policy_server", "--policy", str(ARTIFACTS / "offers-41.json"),
                     "--port", str(policy_port), "--seed", "1")  # fmt: skip
     gateway = _spawn("-m", "gateway", "--port", str(gateway_port),
-                     "--state-file", str(tmp_path / "routes.json"))  # fmt: skip
+                     "--control-port", str(control_port), "--control-token-env", "GW_TOKEN",
+                     "--policy-uri", policy_url, "--state-file", str(tmp_path / "routes.json"),
+                     env={"GW_TOKEN": token})  # fmt: skip
     try:
-        policy_url, gateway_url = (
-            f"http://127.0.0.1:{policy_port}",
+        gateway_url, control_url = (
             f"http://127.0.0.1:{gateway_port}",
+            f"http://127.0.0.1:{control_port}",
         )
         await _ready(http, policy_url, policy)
         await _ready(http, gateway_url, gateway)
+        await _ready(http, control_url, gateway)
         route = {
             "rollout_id": "r",
             "generation": 1,
             "incumbent": {"version": "41", "uri": policy_url},
         }
-        assert (
-            await http.put(f"{gateway_url}/v1/targets/{TARGET}/route", json=route)
-        ).status_code == 200
+        put = f"{control_url}/v1/targets/{TARGET}/route"
+        assert (await http.put(put, json=route)).status_code == 401
+        authorized = {"Authorization": f"Bearer {token}"}
+        assert (await http.put(put, json=route, headers=authorized)).status_code == 200
         decided = await http.post(
             f"{gateway_url}/v1/targets/{TARGET}/decide", json={"unit_id": "u", "context": SAFE}
         )
@@ -674,18 +718,66 @@ async def test_the_commands_serve_and_stop_cleanly_on_a_signal(
                 process.communicate(timeout=15)
 
 
+_GATEWAY = ["-m", "gateway", "--port", "1", "--control-port", "2"]
+_POLICY = ["--policy-uri", "http://127.0.0.1:9"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["-m", "gateway.policy_server", "--policy", "missing.json", "--port", "1"], "cannot read"),
         (
-            ["-m", "gateway", "--port", "1", "--state-file", "{artifact}"],
+            [*_GATEWAY, *_POLICY, "--insecure-control-plane", "--state-file", "{artifact}"],
             "not a gateway state file",
+        ),
+        # an open control plane only when asked for by name
+        ([*_GATEWAY, *_POLICY], "the control plane needs a token"),
+        ([*_GATEWAY, *_POLICY, "--control-token-file", "{tmp}/absent"], "cannot read the control"),
+        ([*_GATEWAY, *_POLICY, "--control-token-file", "{tmp}/short"], "fewer than 16 characters"),
+        ([*_GATEWAY, *_POLICY, "--control-token-env", "GW_UNSET_TOKEN"], "GW_UNSET_TOKEN is unset"),
+        (
+            [
+                *_GATEWAY,
+                *_POLICY,
+                "--control-token-file",
+                "{tmp}/short",
+                "--insecure-control-plane",
+            ],
+            "not allowed with argument",
+        ),
+        ([*_GATEWAY, "--insecure-control-plane"], "--policy-uri"),
+        (
+            [*_GATEWAY, "--insecure-control-plane", "--policy-uri", "http://u:p@127.0.0.1:9"],
+            "is not a plain http(s) base URL",
+        ),
+        ([*_GATEWAY, *_POLICY, "--insecure-control-plane", "--reward-range=-1,1"], "counters"),
+        ([*_GATEWAY, *_POLICY, "--insecure-control-plane", "--reward-range", "0,nan"], "finite"),
+        (
+            [
+                "-m",
+                "gateway",
+                "--port",
+                "3",
+                "--control-port",
+                "3",
+                *_POLICY,
+                "--insecure-control-plane",
+            ],
+            "different ports",
         ),
     ],
 )
-def test_the_commands_refuse_a_bad_file_with_exit_2(args: list[str], message: str) -> None:
-    argv = [a.replace("{artifact}", str(ARTIFACTS / "offers-41.json")) for a in args]
-    done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, timeout=30)
+def test_the_commands_refuse_a_bad_start_with_exit_2(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "short").write_text("too-short\n", encoding="utf-8")
+    argv = [
+        a.replace("{artifact}", str(ARTIFACTS / "offers-41.json")).replace("{tmp}", str(tmp_path))
+        for a in args
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "GW_UNSET_TOKEN"}
+    done = subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, capture_output=True, timeout=30, env=env
+    )
     assert done.returncode == 2
     assert message in done.stderr.decode()

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from simulator.artifacts import ARTIFACTS_DIR
 from simulator.driver import DriveConfig, Driver
 from simulator.scenarios import scenario
-from tests.gateway.servers import GatewayServer, PolicyServer
+from tests.gateway.servers import GatewayServer, PolicyServer, UvicornThread
 from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +86,13 @@ def violating() -> Iterator[PolicyServer]:
         yield server
 
 
+@pytest.fixture
+def policy_servers(
+    incumbent: PolicyServer, candidate: PolicyServer, violating: PolicyServer
+) -> list[UvicornThread]:
+    return [incumbent, candidate, violating]
+
+
 async def _route(
     http: httpx.AsyncClient,
     gateway: GatewayServer,
@@ -103,14 +110,16 @@ async def _route(
         "scope": None,
         "guardrails": {"blocked_actions": ["discount_90"]},
     }
-    answer = await http.put(f"{gateway.url}/v1/targets/{TARGET}/route", json=route)
+    answer = await http.put(
+        f"{gateway.control_url}/v1/targets/{TARGET}/route", json=route, headers=gateway.auth
+    )
     assert answer.status_code == 200, answer.text
 
 
 async def _metric(
     http: httpx.AsyncClient, gateway: GatewayServer, name: str, **labels: str
 ) -> float:
-    text = (await http.get(f"{gateway.url}/metrics")).text
+    text = (await http.get(f"{gateway.control_url}/metrics", headers=gateway.auth)).text
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)

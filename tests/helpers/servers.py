@@ -81,6 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
         app = cast(_HttpServer, self.server).app
+        app.request.headers = dict(self.headers.items())
         try:
             status, payload = app.respond(method, url.path, parse_qs(url.query), body)
         except _Hung:
@@ -134,6 +135,12 @@ class _BackgroundServer:
         self._refusals = 0
         self._refusal_status = 503
         self._closed = False
+        self.request = threading.local()
+        """The request being answered on this thread (`headers`), for fakes that check them."""
+        self.required_headers: dict[str, str] = {}
+        """Headers every request must carry (e.g. Authorization), else 401."""
+        self.echo_headers = False
+        """When on, every refusal quotes the request's headers back (a careless backend)."""
         self._released = threading.Event()
         """Set on close: requests the test made hang give up then (no answer is sent)."""
         self._started = threading.Event()
@@ -188,6 +195,10 @@ class _BackgroundServer:
 
     def respond(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
         """Answer one request; called from the server's request threads."""
+        headers = {k.lower(): v for k, v in getattr(self.request, "headers", {}).items()}
+        missing = [k for k, v in self.required_headers.items() if headers.get(k.lower()) != v]
+        if missing:
+            return 401, self._error_body(f"missing or wrong credentials: {', '.join(missing)}")
         with self._lock:
             if self._refusals > 0:
                 self._refusals -= 1
@@ -195,6 +206,8 @@ class _BackgroundServer:
                     f"{type(self).__name__} refusing {method} {path} as the test asked "
                     f"({self._refusals} more to refuse)"
                 )
+                if self.echo_headers:
+                    message += f"; request headers: {getattr(self.request, 'headers', {})}"
                 return self._refusal_status, self._error_body(message)
         return self._handle(method, path, query, body)
 

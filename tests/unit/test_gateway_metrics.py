@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import OTHER_ACTION, GatewayMetrics
 from gateway.stats import StatsQuery, parse_stats_query
 
 EXPECTED = {
@@ -106,3 +109,38 @@ def test_events_also_feed_the_windowed_stats() -> None:
 
 def _query(stat: str) -> StatsQuery:
     return parse_stats_query(f"{stat} target=offers version=42")
+
+
+def test_actions_beyond_the_cap_are_folded_into_other_per_target() -> None:
+    metrics = GatewayMetrics(max_actions=2)
+    for action in ["a", "b", "c", "a", "d"]:
+        metrics.decision("offers", "candidate", "42", "split", action)
+    metrics.decision("ranker", "candidate", "42", "split", "c")  # its own first actions
+    metrics.shadow_pair("offers", "a", "z")
+    metrics.violation("offers", "candidate", "42", "y")
+    samples = _samples(metrics)
+    decisions = {
+        (labels["target"], labels["action"]): value
+        for labels, value in samples["lockgate_decisions_total"]
+    }
+    assert decisions == {
+        ("offers", "a"): 2.0,
+        ("offers", "b"): 1.0,
+        ("offers", OTHER_ACTION): 2.0,
+        ("ranker", "c"): 1.0,
+    }
+    (pair,) = samples["lockgate_shadow_pairs_total"]
+    assert (pair[0]["incumbent_action"], pair[0]["candidate_action"]) == ("a", OTHER_ACTION)
+    agreements = {labels["agree"] for labels, _ in samples["lockgate_shadow_agreements_total"]}
+    assert agreements == {"false"}, "agreement is judged on the real actions"
+    (violation,) = samples["lockgate_guardrail_violations_total"]
+    assert violation[0]["guardrail"] == OTHER_ACTION
+
+
+@pytest.mark.parametrize("reward", [-1.0, math.inf, math.nan])
+def test_a_reward_that_would_corrupt_the_sums_is_refused(reward: float) -> None:
+    metrics = GatewayMetrics()
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        metrics.reward("offers", "incumbent", "41", reward)
+    assert "lockgate_rewards_total" not in _samples(metrics)
+    assert metrics.stats.answer(parse_stats_query("rewarded target=offers version=41")) is None

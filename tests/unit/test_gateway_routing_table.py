@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from activities.contracts import Route, RouteMode
-from gateway.routing_table import RouteConflictError, RoutingTable, StateFileError
+from gateway.admission import PolicyServers, RouteRefusedError, RouteRules
+from gateway.routing_table import (
+    RouteConflictError,
+    RoutingTable,
+    StateFileError,
+    TooManyTargetsError,
+)
 from rollout_specs import Guardrails, PolicyVersion
 
 
@@ -129,3 +135,47 @@ def test_a_route_that_cannot_be_persisted_is_not_applied(tmp_path: Path) -> None
     with pytest.raises(StateFileError, match="cannot write"):
         table.put("offers", _route(1))
     assert table.get("offers") is None
+
+
+def _rules(now_ms: int = 1_700_000_000_000) -> RouteRules:
+    servers = PolicyServers(["http://127.0.0.1:8101", "http://127.0.0.1:8102"])
+    return RouteRules(servers, clock=lambda: now_ms / 1000)
+
+
+def test_a_route_the_rules_refuse_is_never_held(tmp_path: Path) -> None:
+    state = tmp_path / "routes.json"
+    table = RoutingTable(state, rules=_rules())
+    table.put("offers", _route(1))
+    with pytest.raises(RouteRefusedError, match="does not fit in 64 bits"):
+        table.put("offers", _route(10**30))
+    with pytest.raises(RouteRefusedError, match="not a lockgate target name"):
+        table.put("Offers", _route(1))
+    assert table.get("offers") == _route(1)
+    assert table.targets() == ["offers"]
+    assert json.loads(state.read_text(encoding="utf-8"))["routes"]["offers"]["generation"] == 1
+
+
+def test_a_new_target_beyond_the_cap_is_refused_and_held_ones_still_change() -> None:
+    table = RoutingTable(max_targets=2)
+    table.put("offers", _route(1))
+    table.put("ranker", _route(1))
+    with pytest.raises(TooManyTargetsError, match="already routes 2 targets"):
+        table.put("pricing", _route(1))
+    assert table.put("offers", _route(2)).changed
+    assert table.targets() == ["offers", "ranker"]
+
+
+def test_a_state_file_holding_a_route_the_rules_refuse_fails_the_start(tmp_path: Path) -> None:
+    """A state file written before the rules (a taken-over gateway's) cannot bring the stray
+    route back: the start fails and names it."""
+    state = tmp_path / "routes.json"
+    RoutingTable(state).put("offers", _route(10**30))
+    with pytest.raises(StateFileError, match="route of target offers would be refused now"):
+        RoutingTable(state, rules=_rules())
+    foreign = tmp_path / "foreign.json"
+    stray = _route(1).model_copy(
+        update={"incumbent": PolicyVersion(version="41", uri="http://10.0.0.7:80")}
+    )
+    RoutingTable(foreign).put("offers", stray)
+    with pytest.raises(StateFileError, match="not one of this gateway's policy servers"):
+        RoutingTable(foreign, rules=_rules())
