@@ -94,7 +94,10 @@ def _lost_tasks(history: list[HistoryEvent], identity: str) -> list[str]:
     for event in history:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
             timed_out = event.workflow_task_timed_out_event_attributes
-            started = by_id[timed_out.started_event_id]
+            started = by_id.get(timed_out.started_event_id)
+            if started is None:  # never started: a sticky task the dead worker did not pick up
+                lost.append("a workflow task waiting on the dead worker's sticky queue")
+                continue
             if started.workflow_task_started_event_attributes.identity == identity:
                 waited = event.event_time.ToDatetime() - started.event_time.ToDatetime()
                 kind = TimeoutType.Name(timed_out.timeout_type)

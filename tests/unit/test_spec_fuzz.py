@@ -21,13 +21,13 @@ inputs). The counts (inputs, crashes, the slowest input) are printed in pytest's
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ import rollout_specs
 from rollout_specs import RolloutSpec, SpecError, TemplateError, load_spec, parse_spec, render
 from rollout_specs.loader import INTERNAL_PROBLEM, MAX_SPEC_BYTES
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
+)
 LIMIT = 1.0
 """Seconds within which every input must be judged."""
 EXAMPLES = sorted((Path(rollout_specs.__file__).parent / "examples").glob("*.yaml"))
@@ -53,7 +56,7 @@ DEMO = (Path(rollout_specs.__file__).parent / "examples" / "demo.yaml").read_tex
 FUZZ = settings(
     derandomize=True,  # the same inputs on every run: CI is reproducible, never flaky
     database=None,  # and writes no .hypothesis directory into the tree
-    deadline=timedelta(seconds=3 * LIMIT),  # generation and file writing included; judged: 1 s
+    deadline=None,  # judge() times the judging itself (1 s); generation may take longer on load
     print_blob=False,
     suppress_health_check=[
         HealthCheck.too_slow,
@@ -185,9 +188,14 @@ def judge(kind: str, content: object, run: Callable[[], RolloutSpec]) -> Rollout
         TALLY.loaded += 1
         assert isinstance(spec, RolloutSpec)
         _check_loaded(spec)
+    if elapsed > LIMIT:  # a pause of the machine (GC, another process) does not repeat itself
+        again = time.perf_counter()
+        with contextlib.suppress(SpecError):
+            run()
+        elapsed = min(elapsed, time.perf_counter() - again)
     if elapsed > TALLY.slowest:
         TALLY.slowest, TALLY.slowest_input = elapsed, f"{kind}: {_label(content)}"
-    assert elapsed <= LIMIT, f"{kind} input judged in {elapsed:.2f}s: {_label(content)}"
+    assert elapsed <= LIMIT, f"{kind} input judged in {elapsed:.2f}s (twice): {_label(content)}"
     return spec
 
 
