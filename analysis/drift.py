@@ -21,7 +21,7 @@ __all__ = ["Agreement", "DriftResult", "action_drift", "agreement", "default_min
 
 FloatArray = npt.NDArray[np.float64]
 
-# Decisions per side and per degree of freedom before PSI/JS are judged (research note §4.3).
+# Decisions per side and per degree of freedom before PSI/JS are judged (see default_min_per_side).
 DECISIONS_PER_DEGREE_OF_FREEDOM = 20
 
 
@@ -29,7 +29,7 @@ def default_min_per_side(actions: int) -> int:
     """Decisions per side before drift metrics are judged: ``20 (k - 1)``, at least 1.
 
     Why: with no drift at all PSI is not 0 but about ``(k - 1)(1/n + 1/m)`` on average, so a
-    threshold judged on few decisions fires on noise. This is the research note's rule (§4.3).
+    threshold judged on few decisions fires on noise, so the sample must grow with k.
     At exactly ``n = m = 20 (k - 1)`` the no-drift mean is 0.1, which suits thresholds of 0.25
     and above (5 actions, n = 100: P(PSI > 0.25) = 1%, but P(PSI > 0.1) = 23%). For a lower
     threshold ``tau``, pass ``min_per_side >= 20 (k - 1) / tau`` to keep the noise floor at a

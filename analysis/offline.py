@@ -2,7 +2,7 @@
 
 A log row holds a context x, the action a the logging policy chose, that choice's probability
 p = pi_b(a|x) (the propensity) and the reward r. Reweighting each row by w = pi_e(a|x) / p turns
-the log into an estimate of what the candidate pi_e would have earned (research note §1):
+the log into an estimate of what the candidate pi_e would have earned:
 
     IPS           mean(w r)                         unbiased; variance grows with the weights
     clipped IPS   mean(min(w, clip) r)              biased towards 0, lower variance
@@ -69,8 +69,8 @@ class Estimate:
     """A point estimate with its standard error and two-sided normal interval at 1 - alpha.
 
     Why normal: every estimator here is a mean of i.i.d. per-row terms or a smooth function of
-    such means, so the CLT applies; it is also what Vowpal Wabbit's estimators report, which the
-    research note's reference values were checked against.
+    such means, so the CLT applies; it is also what Vowpal Wabbit's estimators report, against
+    which the unit tests' reference values were cross-checked.
     """
 
     value: float
@@ -162,7 +162,7 @@ def snips(
 
     Why: dividing by sum(w) instead of n keeps the estimate inside the observed reward range and
     cancels a common error in the propensities' scale, at the price of a small bias (a ratio).
-    The standard error linearises the ratio (research note §1.3): the influence of row i is
+    The standard error linearises the ratio (the delta method): the influence of row i is
     w_i (r_i - V) / mean(w), and se^2 = mean(influence^2) / n. With a baseline, the difference
     V - mean(baseline) has influence w_i (r_i - V) / mean(w) - (b_i - mean(b)), the same delta
     method applied to the difference. Arguments as `ips`.
@@ -240,7 +240,7 @@ def cross_fitted_rewards(
     Rows are split into `folds` interleaved folds (row i is in fold i mod folds, so a log sorted by
     time or by segment still spreads evenly). The model that predicts fold f is fitted on the
     other folds: if a row's own reward helped fit the model that corrects it, the DR correction
-    term would shrink towards 0 and the interval would be too narrow (research note §1.2).
+    term would shrink towards 0 and the interval would be too narrow (cross-fitting avoids it).
 
     The model is one ridge regression per action of the reward on the context features. Why so
     simple: DR stays unbiased with any model, the model only buys variance; a linear fit is

@@ -1,4 +1,4 @@
-"""The gateway's metrics: the names of DESIGN section 4, for Prometheus and for `/v1/stats`.
+"""The gateway's metrics, named as lockgate's default queries expect (Prometheus, `/v1/stats`).
 
 Every event is recorded twice, once in prometheus-client counters on the gateway's own
 `CollectorRegistry` (so two gateways in one process, as in tests, never share or collide) and

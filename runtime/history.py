@@ -4,9 +4,9 @@ The workflow's state carries the audit trail across continue-as-new but keeps on
 check, so the checks come from the workflow history, where every `run_checks` result (and every
 offline evaluation's verdict) is recorded; a long rollout's history is split over several runs,
 and `read_runs` follows the chain back to the first. The state itself comes from the `status`
-query, which needs a running worker (DESIGN §6). Without one, the state is rebuilt from the
-history: the state carried into the latest run, plus the human commands since, and the record's
-`notes` say what that cannot show.
+query, which needs a running worker (workers answer queries). Without one, the state is rebuilt
+from the history: the state carried into the latest run, plus the human commands since, and the
+record's `notes` say what that cannot show.
 
 Errors: `RolloutNotFound` (from runtime.rollouts) when the target has no rollout;
 `HistoryUnreadable` when a recorded payload does not decode into lockgate's models.

@@ -1,4 +1,4 @@
-"""Action-distribution drift and shadow agreement, pinned to the research note (§4) and scipy."""
+"""Action-distribution drift and shadow agreement, pinned to hand values and scipy."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Off-policy estimators, diagnostics and the offline gate (analysis.offline).
 
-The hand values are the research note's §1.5 toy log (cross-checked there against vw-estimators);
+The hand values are a small toy log's, computed by hand and cross-checked against vw-estimators;
 the refusals are pinned word for word, because their text is the engineer's instructions.
 """
 

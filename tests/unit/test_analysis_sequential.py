@@ -1,8 +1,7 @@
 """Always-valid sequential tests: pinned to published/independent values, plus invariants.
 
-Reference values are those of the research note (rl-safety.md §2.7), computed independently
-and checked there against confseq 0.0.11 (table A), PyPI msprt 0.1.2 (table B) and gbstats 0.8.0
-(table C).
+Reference values were computed independently and checked against confseq 0.0.11 (table A),
+PyPI msprt 0.1.2 (table B) and gbstats 0.8.0 (table C).
 """
 
 from __future__ import annotations

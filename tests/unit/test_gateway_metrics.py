@@ -1,4 +1,4 @@
-"""The metric names and labels of DESIGN section 4, which lockgate's example queries rely on."""
+"""The metric names and labels (docs/monitoring.md), which lockgate's example queries rely on."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ ROUTE = Route(
     scope={"region": ["eu-west-1"]},
     guardrails=Guardrails(blocked_actions=["discount_90"]),
 )
-# The contract of DESIGN.md section 4, spelled out independently of the Route model.
+# The router contract (docs/router-contract.md), spelled out independently of the Route model.
 ROUTE_JSON: dict[str, Any] = {
     "rollout_id": "rollout-ranker",
     "generation": 3,
