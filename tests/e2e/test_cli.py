@@ -43,7 +43,8 @@ async def lockgate(
     )
 
 
-def _write_spec(path: Path, router: RouterServer, metrics: MetricsServer, **bakes: str) -> str:
+def write_spec(path: Path, router: RouterServer, metrics: MetricsServer, **bakes: str) -> str:
+    """Write a fast test spec with the given stage bakes to `path`; return its target."""
     document = spec_document(router.url, metrics.url)
     for stage in document["spec"]["stages"]:
         stage["min_duration"] = bakes.get(stage["name"], stage["min_duration"])
@@ -88,7 +89,7 @@ async def test_submit_status_commands_and_refusals(
 ) -> None:
     metrics.set("error_rate", 0.0)
     spec = tmp_path / "spec.yaml"
-    target = _write_spec(tmp_path / "spec.yaml", router, metrics, shadow="1h")
+    target = write_spec(tmp_path / "spec.yaml", router, metrics, shadow="1h")
     run = functools.partial(lockgate, client=client, task_queue=task_queue)
 
     submitted = await run("submit", str(spec))

@@ -15,14 +15,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from rollout_specs import workflow_id_for
 from runtime.listing import rollouts_query
-from tests.conftest import spec_document
-from tests.e2e.test_cli import lockgate
+from tests.e2e.test_cli import lockgate, write_spec
 from tests.helpers.servers import MetricsServer, RouterServer
 from tests.helpers.waiting import wait_until
 from workflows.state import Phase
@@ -43,11 +41,8 @@ async def test_actors_and_reasons_are_printed_and_reported_as_written(
     task_queue: str,
 ) -> None:
     metrics.set("error_rate", 0.0)
-    document = spec_document(router.url, metrics.url)
-    document["spec"]["stages"][0]["min_duration"] = "1h"
-    target: str = document["spec"]["target"]
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(document), encoding="utf-8")
+    target = write_spec(spec, router, metrics, shadow="1h")
     run = functools.partial(lockgate, client=client, task_queue=task_queue)
 
     submitted = await run("submit", str(spec), "--as", ACTOR)
