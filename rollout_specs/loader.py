@@ -70,6 +70,9 @@ MAX_INTEGER = 10**18 - 1
 5,000-digit integer would crash Python's int/str conversion when an error message quotes it."""
 MAX_PROBLEMS = 50
 """Problem lines shown at most; the rest are counted, so a 20,000-item list is not 20,000 lines."""
+MAX_PROBLEM_CHARS = 600
+"""Longest problem line kept whole: a line that quotes a 300 KB value is cut in its middle, so
+a hostile spec cannot flood a terminal, a CI log or the workflow's failure text."""
 INTERNAL_PROBLEM = "lockgate could not check this spec"
 """Starts the one line of a SpecError raised for an unexpected exception (a bug in lockgate, not in
 the spec): the engineer still gets exit 2 and a line instead of a traceback, and the fuzz tests
@@ -88,9 +91,19 @@ class SpecError(ValueError):
         if len(problems) > MAX_PROBLEMS:
             hidden = len(problems) - MAX_PROBLEMS
             problems = [*problems[:MAX_PROBLEMS], f"... and {hidden} more problem(s) like these"]
+        problems = [_bounded_line(line) for line in problems]
         self.source = source
         self.problems = problems
         super().__init__("\n".join(f"{source}: {line}" for line in problems))
+
+
+def _bounded_line(line: str) -> str:
+    """One problem line on one line, at most MAX_PROBLEM_CHARS long (its start names the field)."""
+    line = line.replace("\r", " ").replace("\n", " ")
+    if len(line) <= MAX_PROBLEM_CHARS:
+        return line
+    keep = MAX_PROBLEM_CHARS // 2 - 20
+    return f"{line[:keep]} ... ({len(line) - 2 * keep:,} chars cut) ... {line[-keep:]}"
 
 
 def _location_part(part: object) -> str:
@@ -138,9 +151,9 @@ def _yaml_kind(value: Any) -> str:
     if isinstance(value, bool):
         return f"a boolean ({value!r})"
     if isinstance(value, int | float):
-        return f"a number ({value!r})"
+        return f"a number ({shown(value)})"
     if isinstance(value, str):
-        return f"a string ({value!r})"
+        return f"a string ({shown(value)})"
     if isinstance(value, list):
         return "a list"
     return type(value).__name__

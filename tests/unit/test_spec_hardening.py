@@ -652,6 +652,44 @@ def test_a_flood_of_problems_is_cut_short() -> None:
     assert caught.value.problems[-1] == "... and 850 more problem(s) like these"
 
 
+@pytest.mark.parametrize(
+    "where",
+    ["spec.stages", "spec.rollback_triggers", "spec.guardrails"],
+)
+def test_a_huge_value_where_a_mapping_belongs_is_named_not_echoed(where: str) -> None:
+    """A 300 KB string in place of a stage, trigger or block is quoted cut short (the line once
+    echoed all 300 KB into the terminal, the CI log and the workflow's failure)."""
+    from rollout_specs.loader import MAX_PROBLEM_CHARS
+
+    document = copy.deepcopy(variant({}))
+    section = where.split(".")[1]
+    huge = "x" * 300_000
+    body = document["spec"]
+    body[section] = [huge] if isinstance(body.get(section), list) else huge
+
+    with pytest.raises(SpecError) as caught:
+        parse_spec(document, "spec.yaml")
+
+    assert caught.value.problems
+    for line in caught.value.problems:
+        assert line.startswith(f"{where}"), line[:200]
+        assert len(line) <= MAX_PROBLEM_CHARS, line[:200]
+
+
+def test_every_problem_line_is_one_bounded_line() -> None:
+    """Whatever a check writes, the SpecError keeps each line on one line and short, naming the
+    field at its start."""
+    from rollout_specs.loader import MAX_PROBLEM_CHARS
+
+    error = SpecError("spec.yaml", ["spec.x: " + "y" * 100_000, "spec.z: two\nlines"])
+
+    first, second = error.problems
+    assert first.startswith("spec.x: yyy")
+    assert len(first) <= MAX_PROBLEM_CHARS
+    assert "chars cut" in first
+    assert second == "spec.z: two lines"
+
+
 def test_lockgate_validate_exits_2_with_problem_lines_not_a_traceback(tmp_path: Path) -> None:
     files = {
         "laughs.yaml": _laughs(),
