@@ -37,6 +37,10 @@ class _AuthModel(BaseModel):
 class SecretRef(_AuthModel):
     """Where the worker finds a secret: exactly one of `env` or `file`, never the value."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["env"]}, {"required": ["file"]}]}
+    )
+
     env: Annotated[str, Field(pattern=ENV_NAME_PATTERN)] | None = None
     """An environment variable of the worker, e.g. LOCKGATE_ROUTER_TOKEN."""
     file: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
@@ -60,25 +64,32 @@ class BearerAuth(_AuthModel):
     """`Authorization: Bearer <token>`."""
 
     type: Literal["bearer"]
+    """The auth kind: `bearer`, an `Authorization: Bearer` header."""
     token: SecretRef
+    """Where the worker reads the token (`{env: NAME}` or `{file: /path}`)."""
 
 
 class BasicAuth(_AuthModel):
     """HTTP basic authentication; the user name is not a secret, the password is."""
 
     type: Literal["basic"]
+    """The auth kind: `basic`, HTTP basic authentication."""
     username: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^:\s]+$")]
+    """The user name, written in the spec (it is not a secret); no ':' or spaces."""
     password: SecretRef
+    """Where the worker reads the password (`{env: NAME}` or `{file: /path}`)."""
 
 
 class HeaderAuth(_AuthModel):
     """Arbitrary request headers whose values are secrets (e.g. an API gateway's key)."""
 
     type: Literal["headers"]
+    """The auth kind: `headers`, request headers whose values are secrets."""
     headers: Annotated[
         dict[Annotated[str, Field(pattern=HEADER_NAME_PATTERN)], SecretRef],
         Field(min_length=1, max_length=16),
     ]
+    """Header name -> where the worker reads its value (1 to 16 headers)."""
 
 
 Auth = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]

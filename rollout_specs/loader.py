@@ -12,15 +12,17 @@ applies the same bounds to documents that were parsed elsewhere.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, get_args
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 
 from rollout_specs.durations import format_duration, shown
@@ -48,6 +50,8 @@ __all__ = [
     "MAX_SPEC_BYTES",
     "MAX_YAML_DEPTH",
     "MAX_YAML_VALUES",
+    "SCHEMA_DIALECT",
+    "SCHEMA_ID",
     "SpecError",
     "dump_schema",
     "format_location",
@@ -149,14 +153,94 @@ def _yaml_kind(value: Any) -> str:
     if value is None:
         return "nothing (an empty value)"
     if isinstance(value, bool):
-        return f"a boolean ({value!r})"
+        return f"a boolean ({str(value).lower()})"
     if isinstance(value, int | float):
         return f"a number ({shown(value)})"
     if isinstance(value, str):
         return f"a string ({shown(value)})"
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "a list"
+    if isinstance(value, dict):
+        return "a mapping (key: value)"
     return type(value).__name__
+
+
+def _scalar_text(value: Any) -> str:
+    """A YAML scalar as the engineer typed it (`true`, not `True`), for a quoted suggestion."""
+    return str(value).lower() if isinstance(value, bool) else shown(value)
+
+
+def _expected_text(error: Any, loc: tuple[str | int, ...]) -> str:
+    """`expected text ...` for a number or boolean where text belongs: quote it."""
+    value = error.get("input")
+    got = _yaml_kind(value)
+    if not isinstance(value, bool | int | float):
+        return f"expected text, got {got}"
+    typed = _scalar_text(value)
+    if loc and loc[-1] == "version":
+        return f'expected text (a version like "{typed}" in quotes), got {got}'
+    return f'expected text (write it in quotes, like "{typed}"), got {got}'
+
+
+def _length_message(error: Any) -> str:
+    """A list or mapping with too few or too many entries."""
+    ctx = error.get("ctx") or {}
+    what = "entr" if ctx.get("field_type") == "Dictionary" else "item"
+    actual = ctx.get("actual_length")
+    got = f", got {actual}" if actual is not None else ""
+    if error["type"] == "too_short":
+        bound = ctx.get("min_length")
+        return f"needs at least {bound} {_plural(what, bound)}{got}"
+    bound = ctx.get("max_length")
+    return f"may hold at most {bound} {_plural(what, bound)}{got}; remove some"
+
+
+def _plural(stem: str, count: Any) -> str:
+    """`1 item`, `2 items`, `1 entry`, `16 entries`."""
+    if stem == "entr":
+        return "entry" if count == 1 else "entries"
+    return stem if count == 1 else f"{stem}s"
+
+
+def _bound_message(error: Any) -> str:
+    """A number outside its range, with the bound in the spec's words."""
+    ctx = error.get("ctx") or {}
+    bound = {
+        "greater_than": ("greater than", "gt"),
+        "greater_than_equal": ("at least", "ge"),
+        "less_than": ("less than", "lt"),
+        "less_than_equal": ("at most", "le"),
+    }
+    words, key = bound[error["type"]]
+    return f"must be {words} {_number(ctx.get(key))}, got {_number(error.get('input'))}"
+
+
+def _number(value: Any) -> str:
+    """A bound or a value as the spec writes it: 0, not 0.0; anything else cut short."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return _scalar_text(value)
+
+
+_TYPE_MESSAGES: dict[str, str] = {
+    "int_type": "expected a whole number like 5, got {got}",
+    "int_parsing": "expected a whole number like 5, got {got}",
+    "int_parsing_size": "expected a whole number of at most 18 digits, got {got}",
+    "int_from_float": "expected a whole number like 5, got {got}; drop the fraction",
+    "float_type": "expected a number like 0.01, got {got}",
+    "float_parsing": "expected a number like 0.01, got {got}",
+    "bool_type": "expected true or false, got {got}",
+    "bool_parsing": "expected true or false, got {got}",
+    "list_type": "expected a list ([a, b] or one `- item` per line), got {got}",
+    "dict_type": "expected a mapping (key: value), got {got}",
+    "model_type": "expected a mapping (key: value), got {got}",
+    "model_attributes_type": "expected a mapping (key: value), got {got}",
+    "none_required": "expected nothing here (an empty value), got {got}",
+    "time_delta_type": "expected a duration like 30s, 5m, 1h or 1h30m, got {got}",
+    "time_delta_parsing": "expected a duration like 30s, 5m, 1h or 1h30m, got {got}",
+}
+"""What a value of the wrong type should have been, in the spec's words (`{got}` names the value
+that was written). Text (`string_type`) has its own message that says how to quote."""
 
 
 def _friendly_message(error: Any, loc: tuple[str | int, ...]) -> str:
@@ -166,7 +250,7 @@ def _friendly_message(error: Any, loc: tuple[str | int, ...]) -> str:
     if kind == "value_error":
         return str(error["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        return f"unknown key {shown(loc[-1])}; check its spelling against `lockgate schema`"
+        return _unknown_key_message(error, loc)
     if kind == "missing":
         return "required field is missing"
     if kind == "union_tag_invalid":
@@ -177,8 +261,10 @@ def _friendly_message(error: Any, loc: tuple[str | int, ...]) -> str:
         return f"required field is missing; {choice}"
     if kind in ("literal_error", "enum"):
         return f"use {ctx['expected']} (got {shown(error.get('input'))})"
-    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_HINTS:
-        return _pattern_message(error.get("input"), ctx["pattern"])
+    if kind == "string_pattern_mismatch":
+        if ctx.get("pattern") in _PATTERN_HINTS:
+            return _pattern_message(error.get("input"), ctx["pattern"])
+        return f"{shown(error.get('input'))} does not match the pattern {ctx.get('pattern')}"
     if kind == "finite_number":
         return (
             "must be a finite number, not .nan or .inf (which would disarm the check); write a "
@@ -186,9 +272,85 @@ def _friendly_message(error: Any, loc: tuple[str | int, ...]) -> str:
         )
     if kind == "invalid_key":
         return f"key {shown(loc[-1])} is not text; keys are names, so quote it: '{loc[-1]}': ..."
-    if kind == "model_type":
-        return f"expected a mapping (key: value), got {_yaml_kind(error.get('input'))}"
-    return str(error["msg"])
+    return _value_message(error, loc) or str(error["msg"])
+
+
+def _value_message(error: Any, loc: tuple[str | int, ...]) -> str | None:
+    """A value of the wrong type, out of range, or of the wrong length; None for other errors."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "string_type":
+        return _expected_text(error, loc)
+    if kind in _TYPE_MESSAGES:
+        return _TYPE_MESSAGES[kind].format(got=_yaml_kind(error.get("input")))
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return _bound_message(error)
+    if kind in ("too_short", "too_long"):
+        return _length_message(error)
+    if kind == "string_too_short":
+        if ctx.get("min_length") == 1:
+            return "must not be empty; write a value or remove the key"
+        return f"must be at least {ctx.get('min_length')} characters long"
+    if kind == "string_too_long":
+        length = len(value) if isinstance(value := error.get("input"), str) else None
+        got = f" (it has {length:,})" if length is not None else ""
+        return f"must be at most {ctx.get('max_length')} characters long{got}; shorten it"
+    return None
+
+
+def _unknown_key_message(error: Any, loc: tuple[str | int, ...]) -> str:
+    """`unknown key 'x'`, with the closest key of the block it was written in, if any."""
+    key = loc[-1] if loc else ""
+    keys = _keys_at(tuple(error["loc"])[:-1])
+    close = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.6) if keys else []
+    if close:
+        return f"unknown key {shown(key)}; did you mean `{close[0]}`?"
+    if keys:
+        return f"unknown key {shown(key)}; the keys here are {', '.join(sorted(keys))}"
+    return f"unknown key {shown(key)}; check its spelling against `lockgate schema`"
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    """The concrete types an annotation stands for: Annotated and unions unwrapped, None dropped."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _models_in(get_args(annotation)[0])
+    if origin is Union or origin is UnionType:
+        return [t for arg in get_args(annotation) for t in _models_in(arg)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _step(annotation: Any, part: str | int) -> list[Any]:
+    """The types found one location part below `annotation` (a field, an item or a tag)."""
+    found: list[Any] = []
+    for kind in _models_in(annotation):
+        origin = get_origin(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            for name, field in kind.model_fields.items():
+                if part in (name, field.alias):
+                    found.append(field.annotation)
+            tag = kind.model_fields.get("type")
+            if tag is not None and part in get_args(tag.annotation):
+                found.append(kind)  # pydantic puts a discriminated union's tag in the path
+        elif origin is list and isinstance(part, int):
+            found.append(get_args(kind)[0])
+        elif origin is dict and isinstance(part, str):
+            found.append(get_args(kind)[1])
+    return found
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """Every key the block at `loc` accepts (field names and aliases), for "did you mean"."""
+    types: list[Any] = [RolloutSpec]
+    for part in loc:
+        types = [found for kind in types for found in _step(kind, part)]
+    keys: set[str] = set()
+    for kind in types:
+        for model in _models_in(kind):
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                for name, field in model.model_fields.items():
+                    keys.add(field.alias or name)
+    return sorted(keys)
 
 
 def _pattern_message(value: Any, pattern: str) -> str:
@@ -529,7 +691,18 @@ class _SpecJsonSchema(GenerateJsonSchema):
         return super().encode_default(dft)
 
 
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+"""The JSON Schema dialect pydantic writes (`$defs`, `if`/`then`/`else`)."""
+SCHEMA_ID = "urn:lockgate:schema:rollout:v1"
+"""The schema's stable identity: one per spec language version (`apiVersion: lockgate/v1`),
+independent of where a copy of the file is served from."""
+
+
 def dump_schema() -> str:
-    """The JSON Schema of the spec, for editors and for `lockgate schema`."""
+    """The JSON Schema of the spec, for editors and for `lockgate schema`.
+
+    Its committed copy, rollout_specs/schema.json, is what the examples' yaml-language-server
+    comment points at; a unit test keeps the two equal.
+    """
     schema = RolloutSpec.model_json_schema(by_alias=True, schema_generator=_SpecJsonSchema)
-    return json.dumps(schema, indent=2)
+    return json.dumps({"$schema": SCHEMA_DIALECT, "$id": SCHEMA_ID, **schema}, indent=2)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -130,6 +131,25 @@ def raise_rule_errors(model: BaseModel, errors: list[PydanticCustomError]) -> No
         )
 
 
+def _any_of_keys(*names: str) -> dict[str, Any]:
+    """JSON Schema: at least one of the keys `names` is present (as a model validator demands)."""
+    return {"anyOf": [{"required": [name]} for name in names]}
+
+
+def _one_of_keys(*groups: tuple[str, ...]) -> dict[str, Any]:
+    """JSON Schema: exactly one group of keys is present and no key of another group."""
+    keys = [name for group in groups for name in group]
+    return {
+        "oneOf": [
+            {
+                "required": list(group),
+                "not": {"anyOf": [{"required": [k]} for k in keys if k not in group]},
+            }
+            for group in groups
+        ]
+    }
+
+
 Version = Annotated[str, Field(min_length=1, max_length=128, pattern=VERSION_PATTERN)]
 """A policy version or a scope label value, e.g. `42`, `v1.2.3` or `eu-west-1`."""
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=NAME_PATTERN)]
@@ -186,8 +206,10 @@ class HttpRouter(SpecModel):
     """A router that implements lockgate's HTTP route contract (docs/router-contract.md)."""
 
     type: Literal["http"]
-    url: Annotated[BackendUrl, Field(description="Base URL, e.g. http://127.0.0.1:8080")]
-    """Base URL of the router; routes live under /v1/targets/{target}/route."""
+    """The router kind: `http`, lockgate's HTTP route contract (the only kind today)."""
+    url: BackendUrl
+    """Base URL of the router, e.g. http://127.0.0.1:8080; routes live under
+    /v1/targets/{target}/route."""
     timeout: Duration = timedelta(seconds=5)
     """Deadline of one request, its whole answer and any retries included. Default 5s."""
     auth: Auth | None = None
@@ -199,6 +221,7 @@ class PrometheusMonitoring(SpecModel):
     """Prometheus's instant-query API (`/api/v1/query`)."""
 
     type: Literal["prometheus"]
+    """The monitoring kind: `prometheus`, its instant-query API."""
     url: BackendUrl
     """Base URL of the Prometheus server, e.g. http://127.0.0.1:9090."""
     timeout: Duration = timedelta(seconds=10)
@@ -211,6 +234,7 @@ class HttpMonitoring(SpecModel):
     """Any HTTP endpoint that answers a query with JSON holding one number."""
 
     type: Literal["http"]
+    """The monitoring kind: `http`, any endpoint answering JSON with one number."""
     url: BackendUrl
     """Endpoint; each trigger's rendered query is sent as the `query` parameter of a GET."""
     value_path: Word = "value"
@@ -282,9 +306,9 @@ class Approval(SpecModel):
     approvers: Annotated[list[Word], Field(min_length=1, max_length=100)]
     """Who may approve; the rollout's submitter never counts, even when listed."""
     required: Annotated[int, Field(ge=1, le=100)] = 1
-    """Distinct approvals needed."""
+    """Distinct approvals needed. Default 1; at most the number of approvers listed."""
     timeout: Duration = timedelta(hours=8)
-    """How long to wait for the approvals."""
+    """How long to wait for the approvals, e.g. 4h. Default 8h."""
     on_timeout: MissingDataPolicy = MissingDataPolicy.HOLD
     """Without the approvals in time: hold (escalate to a human) or roll back. Never advance."""
 
@@ -315,7 +339,10 @@ class NotifyEvent(StrEnum):
 class Webhook(SpecModel):
     """A JSON POST per event; its `text` field makes it a Slack-compatible incoming webhook."""
 
+    model_config = ConfigDict(json_schema_extra=_one_of_keys(("url",), ("url_from",)))
+
     type: Literal["webhook"]
+    """The notifier kind: `webhook`, a JSON POST per event (Slack-compatible)."""
     url: BackendUrl | None = None
     """The hook's URL, when it is not a secret (a local receiver)."""
     url_from: SecretRef | None = None
@@ -406,12 +433,15 @@ class CompareRule(SpecModel):
     max_drop: Annotated[float, Field(gt=0)]
     """The largest tolerated drop (absolute, or relative with `relative: true`)."""
     relative: bool = False
+    """Read `max_drop` as a fraction of the incumbent's mean (0.02 = 2%) instead of in the
+    metric's own units. Default false."""
 
 
 class BudgetRule(SpecModel):
     """A cap on the reward the candidate may cost relative to the incumbent."""
 
     metric: Name = "reward"
+    """The metric whose loss is capped: spec.metrics or built-in. Default `reward`."""
     max_reward_loss: Annotated[float, Field(gt=0)]
     """Roll back when the upper confidence bound of n_candidate x (incumbent - candidate) mean
     exceeds this."""
@@ -423,25 +453,82 @@ class AdvanceWhen(SpecModel):
     non_inferior: Name
     """The metric (spec.metrics or built-in) the candidate must be shown not worse on."""
     margin: Annotated[float, Field(gt=0)]
+    """How much worse than the incumbent the candidate may be shown to be at most (metric
+    units, or a fraction of the incumbent's mean with `relative: true`); greater than 0."""
     relative: bool = False
+    """Read `margin` as a fraction of the incumbent's mean instead of in the metric's units.
+    Default false."""
+
+
+class _NoBake:
+    """Marks a shadow or split stage written without `min_duration` (see Stage)."""
+
+
+_NO_BAKE = _NoBake()
+
+
+def _bake_given(value: object) -> object:
+    """Fail, at `min_duration`, a live stage that was written without one."""
+    if isinstance(value, _NoBake):
+        raise ValueError(
+            "a shadow or split stage needs `min_duration` (its bake time), e.g. min_duration: 30m"
+        )
+    return value
+
+
+def _present(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema: the key `name` is present and its value matches `schema`."""
+    return {"required": [name], "properties": {name: schema}}
+
+
+def _absent(name: str) -> dict[str, Any]:
+    """JSON Schema: the key `name` is not present."""
+    return {"not": {"required": [name]}}
+
+
+_OFFLINE_STAGE: dict[str, Any] = {
+    "anyOf": [
+        _present("mode", {"const": StageMode.OFFLINE.value}),
+        {"allOf": [_absent("mode"), _present("offline_eval", {"type": "object"})]},
+    ]
+}
+"""A stage the loader treats as offline: `mode: offline`, or no mode and an `offline_eval`."""
+_SPLIT_STAGE: dict[str, Any] = {
+    "anyOf": [
+        _present("mode", {"const": StageMode.SPLIT.value}),
+        {"allOf": [_absent("mode"), {"not": _present("offline_eval", {"type": "object"})}]},
+    ]
+}
+"""A stage the loader treats as split: `mode: split`, or neither a mode nor an offline_eval."""
+_STAGE_SCHEMA_RULES: dict[str, Any] = {
+    "allOf": [
+        {"if": _OFFLINE_STAGE, "else": {"required": ["min_duration"]}},
+        {"if": _SPLIT_STAGE, "then": _present("percent", {"type": "number"})},
+    ]
+}
+"""Stage's conditional requirements, in the schema as the loader applies them: live (shadow or
+split) stages need `min_duration`, split stages need `percent`. Editors then flag a missing bake
+time as the loader does, while offline stages stay valid without one."""
 
 
 class Stage(SpecModel):
     """One lock of the canal: a traffic setting held until it has earned the next."""
 
     name: Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)]
-    """Stage name, unique in the spec."""
+    """Stage name, unique in the spec (lowercase letters, digits and '-', at most 63)."""
     mode: StageMode = StageMode.SPLIT
-    """`shadow`: the candidate sees mirrored traffic, never serves. `split`: it serves `percent`."""
+    """`split` (default): the candidate serves `percent`. `shadow`: it sees mirrored traffic and
+    never serves. `offline`: judged on logged decisions (implied by `offline_eval`)."""
     percent: Annotated[float, Field(gt=0, le=100)] | None = None
     """Share of decisions (in `scope`) served by the candidate. Required for split stages."""
     scope: Scope | None = None
     """Label selector limiting the stage to matching units, e.g. {region: [eu-west-1]}."""
-    min_duration: Duration = timedelta(0)
-    """Bake time: the stage ends no sooner, and only with every trigger passing. Required for
-    shadow and split stages."""
+    min_duration: Annotated[Duration, BeforeValidator(_bake_given)] = timedelta(0)
+    """Bake time, e.g. 30m: the stage ends no sooner, and only with every trigger passing.
+    Required for shadow and split stages; offline stages take none (0s)."""
     max_duration: Duration | None = None
-    """After this long without earning its gate the stage escalates (or rolls back)."""
+    """After this long without earning its gate the stage escalates (or rolls back, see
+    `on_inconclusive`). Default none: the stage waits as long as it takes."""
     advance_when: AdvanceWhen | None = None
     """Evidence the stage needs to advance, beyond every trigger passing."""
     on_inconclusive: MissingDataPolicy = MissingDataPolicy.HOLD
@@ -453,9 +540,18 @@ class Stage(SpecModel):
     approval: Approval | None = None
     """Approvals needed before this stage's traffic moves."""
 
+    model_config = ConfigDict(json_schema_extra=_STAGE_SCHEMA_RULES)
+
     @model_validator(mode="before")
     @classmethod
     def _offline_or_baked(cls, data: object) -> object:
+        """Imply `mode: offline` from `offline_eval`; mark a live stage's missing bake time.
+
+        The missing bake is not raised here: a before-validator that raises stops the model
+        before its fields are checked, which hid every other problem of the stage (a typo like
+        `min_durration` was reported only as "needs `min_duration`"). The marker fails in the
+        field's own validation instead, alongside unknown keys and other field errors.
+        """
         if not isinstance(data, dict):
             return data
         if data.get("offline_eval") is not None and "mode" not in data:
@@ -463,15 +559,7 @@ class Stage(SpecModel):
         if data.get("mode", StageMode.SPLIT.value) != StageMode.OFFLINE.value and (
             "min_duration" not in data
         ):
-            raise PydanticCustomError(
-                "lockgate_rule",
-                "{message}",
-                {
-                    "message": "a shadow or split stage needs `min_duration` (its bake time), "
-                    "e.g. min_duration: 30m",
-                    "field": "min_duration",
-                },
-            )
+            return {**data, "min_duration": _NO_BAKE}
         return data
 
     @model_validator(mode="after")
@@ -531,10 +619,12 @@ class Stage(SpecModel):
 class Threshold(SpecModel):
     """The values a trigger tolerates: above `above` or below `below` fails the check."""
 
+    model_config = ConfigDict(json_schema_extra=_any_of_keys("above", "below"))
+
     above: float | None = None
-    """Fail when the value is greater than this."""
+    """Fail when the query's value is greater than this (in the query's own units)."""
     below: float | None = None
-    """Fail when the value is less than this."""
+    """Fail when the query's value is less than this (in the query's own units)."""
 
     @model_validator(mode="after")
     def _bounded(self) -> Threshold:
@@ -550,6 +640,10 @@ class Threshold(SpecModel):
 
 class DriftRule(SpecModel):
     """Divergence of the candidate's action distribution from the incumbent's."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_any_of_keys("max_js", "max_psi", "max_new_action_share")
+    )
 
     max_js: Annotated[float, Field(gt=0, le=0.6931471805599453)] | None = None
     """Largest tolerated Jensen-Shannon divergence (nats, at most ln 2)."""
@@ -583,6 +677,10 @@ class ShadowRule(SpecModel):
     bound), on action shares that differ both significantly (Stuart-Maxwell at `alpha`) and by
     more than `max_js`/`max_psi`, or on too many actions the incumbent never takes.
     """
+
+    model_config = ConfigDict(
+        json_schema_extra=_any_of_keys("min_agreement", "max_js", "max_psi", "max_out_of_support")
+    )
 
     min_agreement: Annotated[float, Field(gt=0, le=1)] | None = None
     """Smallest tolerated share of decisions where the candidate picks the incumbent's action."""
@@ -625,15 +723,30 @@ _KINDS = ("compare", "budget", "drift", "shadow")
 class RollbackTrigger(SpecModel):
     """What rolls the candidate back: a query and threshold, a comparison, or a budget."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_one_of_keys(
+            ("query", "threshold"), *((kind,) for kind in ("compare", "budget", "drift", "shadow"))
+        )
+    )
+
     name: Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)]
     """Trigger name, unique in the spec; shown with every verdict."""
     query: Query | None = None
     """Query for the monitoring backend, with {{variable}} placeholders (with `threshold`)."""
     threshold: Threshold | None = None
+    """The healthy range of the query's value (`above`/`below`); goes with `query`."""
     compare: CompareRule | None = None
+    """Roll back when the candidate is shown worse than the incumbent on a metric (a
+    sequential test; split stages by default)."""
     budget: BudgetRule | None = None
+    """Roll back when the reward the candidate costs may exceed a cap (split stages by
+    default)."""
     drift: DriftRule | None = None
+    """Roll back when the candidate's action distribution drifts from the incumbent's
+    (Prometheus monitoring only)."""
     shadow: ShadowRule | None = None
+    """Roll back when the candidate's would-be actions disagree with the incumbent's on the same
+    shadow requests (shadow stages only; Prometheus monitoring only)."""
     failure_limit: Annotated[int, Field(ge=1, le=1000)] = 1
     """Consecutive failing checks that roll back. Default 1; at most 1000 (more never fires)."""
     modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
@@ -707,15 +820,33 @@ class RollbackTrigger(SpecModel):
         return query if query is None else _check_template(query, per_arm=False)
 
 
+def _triggers_required(schema: dict[str, Any]) -> None:
+    """Mark `rollback_triggers` required (at least one) in the schema, as the loader demands.
+
+    The model keeps an empty default so that a missing list is reported by `_coherent` with the
+    trigger to add, next to every other cross-field problem (a failing field would skip them).
+    """
+    schema["required"] = [*schema.get("required", []), "rollback_triggers"]
+    triggers = schema["properties"]["rollback_triggers"]
+    triggers.pop("default", None)
+    triggers["minItems"] = 1
+
+
 class RolloutSpecBody(SpecModel):
     """What is rolled out, through which stages, and what rolls it back."""
+
+    model_config = ConfigDict(json_schema_extra=_triggers_required)
 
     target: Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)]
     """The policy slot; one rollout may run per target at a time."""
     incumbent: PolicyVersion
+    """The version serving today; every rollback returns all traffic to it."""
     candidate: PolicyVersion
+    """The version being rolled out; it must differ from the incumbent."""
     router: RouterConfig
+    """The router lockgate drives to move traffic between the two versions."""
     monitoring: MonitoringConfig
+    """Where the triggers' queries run (Prometheus or an HTTP JSON endpoint)."""
     check_interval: Duration = timedelta(seconds=30)
     """Time between checks. Default 30s; at least 1s."""
     on_missing_data: MissingDataPolicy = MissingDataPolicy.HOLD
@@ -723,14 +854,19 @@ class RolloutSpecBody(SpecModel):
     missing_data_limit: Annotated[int, Field(ge=1, le=10_000)] = 5
     """Consecutive checks without evidence before escalating (or rolling back). Default 5."""
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    """Hard limits the router enforces on the candidate in every stage. Default none."""
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
     """False-rollback budget of the whole rollout, split evenly across statistical triggers."""
     metrics: Annotated[dict[Name, ArmMetric], Field(max_length=100)] = Field(default_factory=dict)
     """Per-arm metrics for statistical triggers, beyond (or replacing) the built-in ones."""
     stages: Annotated[list[Stage], Field(min_length=1, max_length=100)]
+    """The locks, in order (1 to 100): offline gates first, then shadow, then split stages with
+    strictly increasing percent; the last serves percent: 100 with no scope."""
     rollback_triggers: Annotated[list[RollbackTrigger], Field(max_length=100)] = Field(
         default_factory=list
     )
+    """What rolls the candidate back: 1 to 100 triggers, required; each check runs every
+    trigger that judges the current stage."""
     notify: Annotated[list[NotifyConfig], Field(max_length=20)] = Field(default_factory=list)
     """Where to tell humans about the rollout's events (webhooks)."""
 
@@ -870,12 +1006,35 @@ class RolloutSpecBody(SpecModel):
             if stage.mode is StageMode.OFFLINE:
                 continue
             if self.rollback_triggers and not self.triggers_for(stage):
-                yield rule_error(
-                    f"stages[{index}]",
-                    f"no rollback trigger judges {stage.mode.value} stages, so stage "
-                    f"{stage.name!r} could only advance on silence; add {stage.mode.value!r} to "
-                    "a trigger's `modes`",
-                )
+                yield rule_error(f"stages[{index}]", self._unjudged(stage))
+
+    def _unjudged(self, stage: Stage) -> str:
+        """Why no trigger judges `stage`, and a fix the spec does not already hold.
+
+        At 100% with no scope, triggers that compare the arms sit out (no incumbent traffic is
+        left), so adding the stage's mode to their `modes` would change nothing: the fix is a
+        query trigger, or adding the mode to an existing one.
+        """
+        mode = stage.mode.value
+        silence = f"stage {stage.name!r} could only advance on silence"
+        comparing = [t.name for t in self.rollback_triggers if stage.mode in t.modes]
+        if not comparing:
+            return (
+                f"no rollback trigger judges {mode} stages, so {silence}; add {mode!r} to a "
+                "trigger's `modes`"
+            )
+        queries = [t.name for t in self.rollback_triggers if t.kind == "threshold"]
+        fix = (
+            f"add {mode!r} to the `modes` of {', '.join(map(repr, queries))}"
+            if queries
+            else "add a trigger with `query` and `threshold` (e.g. {name: error-rate, query: "
+            "'...', threshold: {above: 0.01}}); it judges shadow and split stages by default"
+        )
+        return (
+            f"the triggers that judge {mode} stages ({', '.join(map(repr, comparing))}) compare "
+            "the candidate with the incumbent, and at percent: 100 with no scope no incumbent "
+            f"traffic is left to compare with, so {silence}; {fix}"
+        )
 
     def metric(self, name: str) -> ArmMetric:
         """The metric `name`: from spec.metrics, else built in for the monitoring type."""
@@ -902,9 +1061,13 @@ class RolloutSpec(SpecModel):
     """A whole rollout spec document (`apiVersion: lockgate/v1`, `kind: Rollout`)."""
 
     api_version: Literal["lockgate/v1"] = Field(alias="apiVersion")
+    """The spec language's version: `lockgate/v1`."""
     kind: Literal["Rollout"]
+    """The document kind: `Rollout`."""
     metadata: Metadata
+    """The rollout's name, owner and labels."""
     spec: RolloutSpecBody
+    """The rollout itself: target, versions, router, monitoring, stages and triggers."""
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 

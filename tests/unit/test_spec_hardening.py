@@ -359,9 +359,9 @@ def test_every_number_in_the_spec_is_finite(value: float) -> None:
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        ("spec.rollback_triggers.0.failure_limit", 10**6, "less than or equal to 1000"),
-        ("spec.missing_data_limit", 10**9, "less than or equal to 10000"),
-        ("spec.stages.0.expected_samples", 10**15, "less than or equal to 1000000000000"),
+        ("spec.rollback_triggers.0.failure_limit", 10**6, "must be at most 1000, got"),
+        ("spec.missing_data_limit", 10**9, "must be at most 10000, got"),
+        ("spec.stages.0.expected_samples", 10**15, "must be at most 1000000000000, got"),
         ("metadata.owner", "o" * 257, "at most 256 characters"),
         ("spec.rollback_triggers.0.query", "x" * 16_385, "at most 16384 characters"),
         ("spec.guardrails", {"blocked_actions": ["a"] * 1001}, "at most 1000 items"),
@@ -467,7 +467,7 @@ def test_365_days_is_still_a_duration() -> None:
     [
         (
             EXAMPLE.replace("ranking-team", "\xe9quipe").encode("latin-1"),
-            "line 7, column 10: the file is not UTF-8 text (byte 0xe9 cannot be decoded); "
+            "line 8, column 10: the file is not UTF-8 text (byte 0xe9 cannot be decoded); "
             "save it as UTF-8",
         ),
         (
@@ -523,7 +523,7 @@ def test_a_five_thousand_digit_integer_is_refused(tmp_path: Path) -> None:
 
     (problem,) = _refused(_write(tmp_path, text))
 
-    assert problem.startswith("line 16, column 23: '9999")
+    assert problem.startswith("line 17, column 23: '9999")
     assert problem.endswith("is too large; integers in a spec are at most 18 digits long")
 
 
@@ -569,7 +569,7 @@ def test_a_spec_just_under_the_size_cap_still_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("owner: ranking-team", "owner: 2024-13-45", "line 7, column 10: cannot read '2024-13-45'"),
+        ("owner: ranking-team", "owner: 2024-13-45", "line 8, column 10: cannot read '2024-13-45'"),
         (
             "owner: ranking-team",
             'owner: "a\\x00b"',
@@ -578,10 +578,10 @@ def test_a_spec_just_under_the_size_cap_still_loads(tmp_path: Path) -> None:
         (
             "owner: ranking-team",
             "owner: a\x07b",
-            "line 7, column 11: not valid YAML: character "
+            "line 8, column 11: not valid YAML: character "
             "U+0007 (a control character) is not allowed; remove it",
         ),
-        ("owner: ranking-team", "owner: !!python/object:os.system {}", "line 7, column 10"),
+        ("owner: ranking-team", "owner: !!python/object:os.system {}", "line 8, column 10"),
         ("kind: Rollout", "kind: Rollout\n1: x", "(document): key 1 is not text"),
     ],
     ids=["impossible-date", "escaped-nul", "control-character", "python-tag", "int-key"],

@@ -22,6 +22,7 @@ from tests.conftest import build_spec, record_history, spec_document
 from tests.helpers.servers import MetricsServer, RouterServer
 from tests.helpers.waiting import wait_until
 from worker import build_worker, http_client
+from workflows.rollout import HISTORY_BUDGET
 from workflows.state import Phase
 
 
@@ -126,7 +127,10 @@ async def test_a_router_refusing_for_30_days_never_loses_the_rollback(
     assert final["state"]["phase"] == "rolled_back", final["state"]["escalation"]
     assert router.current(target) is not None
     assert router.current(target)["mode"] == "off"  # type: ignore[index]
-    assert len(runs) >= 2, "the month of retries continued as new"
+    # How many events a month of retries costs depends on how the test server skips time through
+    # the activity's own retries (about 4,100 to well over 5,000 on different machines): what
+    # matters is that a run past the budget continues as new and no run nears the server's limit.
+    assert sum(runs) <= HISTORY_BUDGET or len(runs) >= 2, f"past the budget in one run: {runs}"
     assert max(runs) < MAX_EVENTS_PER_RUN, f"events per run: {runs}"
     audit = [entry["action"] for entry in status["state"]["audit"]]
     assert audit[:2] == ["submitted", "stage_started"], "the audit trail crossed every run"
