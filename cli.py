@@ -28,10 +28,10 @@ from temporalio.service import RPCError
 
 from rollout_specs import RolloutSpec, SpecError, dump_schema, format_duration, load_spec
 from rollout_specs.models import SLUG_PATTERN
-from runtime.client import connect
+from runtime.client import ConnectionFailed, connect_to, data_converter
 from runtime.demo import EXPECTED_PHASE, DemoOptions, run_demo
 from runtime.history import AuditTrail, HistoryUnreadable, fetch_audit_trail, fetch_record
-from runtime.listing import rollouts_query
+from runtime.listing import rollout_row, rollouts_query, status_document
 from runtime.rollouts import (
     CommandRefused,
     PendingActivity,
@@ -43,10 +43,17 @@ from runtime.rollouts import (
     send_command,
     submit_rollout,
 )
-from runtime.settings import Settings
+from runtime.settings import ConnectionSettingError, Settings
+from runtime.watching import (
+    WatchEvent,
+    WatchResult,
+    json_line,
+    parse_timeout,
+    plain_line,
+    watch_rollout,
+)
 from workflows.messages import StatusResult
-from workflows.state import TERMINAL_PHASES, Phase
-from workflows.visibility import CANDIDATE, PERCENT, PHASE, STAGE, TARGET
+from workflows.state import Phase
 
 app = typer.Typer(
     help="Staged, self-rolling-back rollouts of RL policies, on Temporal.",
@@ -71,18 +78,56 @@ def _actor(explicit: str | None) -> str:
     return explicit or os.environ.get("LOCKGATE_ACTOR") or getpass.getuser()
 
 
+_connection_overrides: dict[str, Any] = {}
+"""The global connection flags given on this command line, as `Settings` overrides."""
+
+
+@app.callback()
+def _global_options(
+    address: Annotated[
+        str | None,
+        typer.Option(help="Temporal frontend host:port (default: TEMPORAL_ADDRESS, the profile)."),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(help="Temporal namespace (default: TEMPORAL_NAMESPACE, the profile)."),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Profile of the Temporal config file (TEMPORAL_CONFIG_FILE, by default "
+            "~/.config/temporalio/temporal.toml) (default: TEMPORAL_PROFILE, then 'default')."
+        ),
+    ] = None,
+    tls_server_name: Annotated[
+        str | None,
+        typer.Option(help="TLS server name (SNI) to ask for (default: TEMPORAL_TLS_SERVER_NAME)."),
+    ] = None,
+) -> None:
+    """Staged, self-rolling-back rollouts of RL policies, on Temporal."""
+    given = {
+        "temporal_address": address,
+        "temporal_namespace": namespace,
+        "temporal_profile": profile,
+        "temporal_tls_server_name": tls_server_name,
+    }
+    _connection_overrides.update({key: value for key, value in given.items() if value})
+
+
 def _run(work: Callable[[Client], Awaitable[T]]) -> T:
-    """Connect with the environment's settings and run `work`; map failures to clear errors."""
-    settings = Settings()
+    """Connect with the flags', environment's or profile's settings and run `work`.
+
+    Connection problems (a bad setting, TLS mismatch, unknown namespace, no server) end in one
+    line naming what to change; a remote address without TLS is warned about on stderr.
+    """
+    settings = Settings(**_connection_overrides)
 
     async def main() -> T:
-        try:
-            client = await connect(settings)
-        except RuntimeError as exc:
-            raise _Unreachable(
-                f"cannot reach Temporal at {settings.address} ({exc}); is `python worker.py` "
-                "running? Set TEMPORAL_ADDRESS to use another server."
-            ) from exc
+        connection = settings.connection()
+        warning = connection.plaintext_warning()
+        if warning is not None:
+            err.print(line(("warning:", "yellow"), " ", warning))
+        client = await connect_to(connection, data_converter(settings))
         return await work(client)
 
     try:
@@ -92,15 +137,12 @@ def _run(work: Callable[[Client], Awaitable[T]]) -> T:
         RolloutNotFound,
         CommandRefused,
         HistoryUnreadable,
-        _Unreachable,
+        ConnectionFailed,
+        ConnectionSettingError,
     ) as exc:
         _fail(str(exc))
     except RPCError as exc:
         _fail(f"Temporal refused the request: {exc}")
-
-
-class _Unreachable(Exception):
-    """The Temporal frontend did not answer."""
 
 
 Styled = tuple[str, str]
@@ -145,14 +187,45 @@ def _load(path: Path) -> RolloutSpec:
         raise typer.Exit(EXIT_USAGE) from exc
 
 
+def _preflight(path: Path, spec: RolloutSpec, skip: str = "") -> bool:
+    """Ask what the spec points at once (runtime.preflight); print every problem; True if none.
+
+    Problems are printed like spec errors (`file: field: fix`), since they are fixed the same way.
+    """
+    from runtime.preflight import preflight
+
+    report = asyncio.run(preflight(spec))
+    if report.ok:
+        err.print(line(("preflight ok", "green"), f" {path}: {report.summary()}"))
+        return True
+    err.print(line(("preflight failed", "red"), f" {path} (nothing was started):"))
+    for problem in report.problems:
+        err.print(line(f"  {path}: {problem}"))
+    if skip:
+        err.print(line(f"  fix these, or skip the checks with {skip}"))
+    return False
+
+
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Spec files to check.")]) -> None:
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    preflight: Annotated[
+        bool,
+        typer.Option(
+            "--preflight",
+            help="Also ask each spec's router, candidate and monitoring once (as submit does).",
+        ),
+    ] = False,
+) -> None:
     """Check specs without submitting them (for a spec repo's CI)."""
     invalid = 0
     for path in files:
         try:
             spec = _load(path)
         except typer.Exit:
+            invalid += 1
+            continue
+        if preflight and not _preflight(path, spec):
             invalid += 1
             continue
         body = spec.spec
@@ -184,9 +257,30 @@ def submit(
     task_queue: Annotated[
         str | None, typer.Option(help="Task queue (default: $LOCKGATE_TASK_QUEUE).")
     ] = None,
+    preflight: Annotated[
+        bool,
+        typer.Option(
+            "--preflight/--no-preflight",
+            help="First ask the router, the candidate and monitoring once (exit 2 on a problem).",
+        ),
+    ] = True,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Then follow the rollout as `watch` does and exit with its outcome's code "
+            "(0 completed, 3 rolled back, 4 escalated, 5 timed out, 6 abandoned; docs/ci.md).",
+        ),
+    ] = False,
+    timeout: TimeoutOption = None,
 ) -> None:
-    """Validate a spec, then start its rollout. Refused while the target has a running one."""
+    """Validate a spec, then start its rollout. Refused while the target has a running one.
+
+    With --wait (implied by --timeout) it then gates on the outcome, for CI: see `watch`.
+    """
     spec = _load(file)
+    if preflight and not _preflight(file, spec, skip="--no-preflight"):
+        raise typer.Exit(EXIT_USAGE)
     queue = task_queue or Settings().lockgate_task_queue
 
     async def work(client: Client) -> str:
@@ -201,6 +295,8 @@ def submit(
             f" (run {run_id}); follow it with `lockgate watch {spec.spec.target}`",
         )
     )
+    if wait or timeout is not None:
+        _gate(spec.spec.target, output="table", give_up_after=timeout)
 
 
 @app.command()
@@ -212,17 +308,16 @@ def status(
 
     Activities the server is retrying (a rollback the router refuses, say) are listed with their
     attempt count and last error: that is why a rollout is stuck, and it needs no worker.
+    `-o json` has one shape with or without a worker (runtime.listing.status_document): its
+    `source` key says whether the workflow answered (`query`) or only the server (`description`).
     """
     if output not in ("table", "json"):
         raise typer.BadParameter("use table or json", param_hint="--output")
     full, description = _run(lambda client: _fetch_status(client, target))
     pending = pending_activities(description)
     if output == "json":
-        # The same `pending_activities` key with or without a worker, so scripts need one path.
-        document = (
-            json.loads(full.model_dump_json()) if full is not None else _fallback_json(description)
-        )
-        document["pending_activities"] = [p.model_dump(mode="json") for p in pending]
+        entries = [p.model_dump(mode="json") for p in pending]
+        document = status_document(description, full, entries)
         print(json.dumps(document, indent=2, ensure_ascii=False))
         return
     if full is None:
@@ -246,16 +341,8 @@ async def _fetch_status(
 
 
 def _fallback_json(description: WorkflowExecutionDescription) -> dict[str, Any]:
-    attributes = description.typed_search_attributes
-    return {
-        "workflow_id": description.id,
-        "status": description.status.name.lower() if description.status else None,
-        "target": attributes.get(TARGET),
-        "stage": attributes.get(STAGE),
-        "phase": attributes.get(PHASE),
-        "percent": attributes.get(PERCENT),
-        "candidate": attributes.get(CANDIDATE),
-    }
+    """The server's summary of a rollout (a `list -o json` row), for the worker-less table."""
+    return rollout_row(description)
 
 
 def _fallback_table(description: WorkflowExecutionDescription) -> Table:
@@ -334,24 +421,113 @@ def render_status(status: StatusResult) -> Group:
     return Group(*parts)
 
 
+def _timeout_option(text: str | None) -> float | None:
+    """`--timeout` in seconds; a bad duration is a usage error (exit 2) before anything runs."""
+    if text is None:
+        return None
+    try:
+        return parse_timeout(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        parser=_timeout_option,
+        metavar="DURATION",
+        help="Give up after this long (90s, 30m, 1h30m) and exit 5 (4 if held or escalated); "
+        "default: no limit.",
+    ),
+]
+
+
+def _gate(
+    target: str,
+    *,
+    output: str,
+    give_up_after: float | None,
+    interval: float = 2.0,
+    until_terminal: bool = False,
+) -> NoReturn:
+    """Watch `target` until its outcome is known, then exit with its code (runtime.outcomes).
+
+    On a terminal with `-o table`: the live view. Otherwise one line per event, plain text
+    with a UTC timestamp (`table` piped, or `lines`) or one JSON object (`json`), flushed as it
+    happens so a CI log shows progress.
+    """
+    live_view = output == "table" and sys.stdout.isatty()
+
+    def emit(event: WatchEvent) -> None:
+        if output == "json":
+            print(json_line(event), flush=True)
+        elif not live_view:
+            print(plain_line(event), flush=True)
+
+    async def work(client: Client) -> WatchResult:
+        options: dict[str, Any] = {
+            "give_up_after": give_up_after,
+            "interval": interval,
+            "until_terminal": until_terminal,
+        }
+        if not live_view:
+            return await watch_rollout(client, target, emit=emit, **options)
+        with Live(console=out, auto_refresh=False) as live:
+
+            def show(current: StatusResult) -> None:
+                live.update(render_status(current), refresh=True)
+
+            return await watch_rollout(client, target, emit=emit, show=show, **options)
+
+    result = _run(work)
+    if live_view:
+        out.print(line(result.final.message, f" (exit {int(result.code)}: {result.code.label})"))
+    raise typer.Exit(int(result.code))
+
+
+WatchOutputOption = Annotated[
+    str,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table (a live view on a terminal, else one line per event), lines, or json "
+        "(one JSON object per event).",
+    ),
+]
+
+
 @app.command()
 def watch(
     target: TargetArgument,
-    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1)] = 2.0,
+    timeout: TimeoutOption = None,
+    output: WatchOutputOption = "table",
+    until_terminal: Annotated[
+        bool,
+        typer.Option(
+            "--until-terminal",
+            help="Keep watching through an escalation until the rollout completes, rolls back "
+            "or is abandoned (by default an escalation ends the watch with exit 4).",
+        ),
+    ] = False,
 ) -> None:
-    """Follow a rollout live until it ends."""
+    """Follow a rollout until its outcome is known; the exit code says which (docs/ci.md).
 
-    async def work(client: Client) -> StatusResult:
-        with Live(console=out, auto_refresh=False) as live:
-            while True:
-                current = await query_status(client, target)
-                live.update(render_status(current), refresh=True)
-                if current.state.phase in TERMINAL_PHASES:
-                    return current
-                await asyncio.sleep(interval)
-
-    final = _run(work)
-    out.print(line(f"rollout ended: {final.state.phase.value}: {final.state.outcome}"))
+    0 completed, 3 rolled back, 4 escalated (a human is needed: a CI job cannot approve, so
+    the watch ends there unless --until-terminal), 5 --timeout expired (waiting for an approval
+    included), 6 abandoned, 1 an error (no server, no such rollout), 2 bad input. When stdout
+    is not a terminal it prints one line per event instead of the live view.
+    """
+    if output not in ("table", "lines", "json"):
+        raise typer.BadParameter("use table, lines or json", param_hint="--output")
+    _gate(
+        target,
+        output=output,
+        give_up_after=timeout,
+        interval=interval,
+        until_terminal=until_terminal,
+    )
 
 
 @app.command(name="list")
@@ -362,13 +538,20 @@ def list_rollouts(
     target: Annotated[
         str | None, typer.Option(help="Only this target (a spec.target: a-z, 0-9 and -).")
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many.", min=1)] = 50,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="table or json (an array of objects)")
+    ] = "table",
 ) -> None:
     """List rollouts through lockgate's search attributes, newest first.
 
-    `--phase` takes only lockgate's phases and `--target` only a valid target, and both are
-    quoted into the visibility query (runtime.listing), so no value can rewrite the filter.
+    `--phase` takes only lockgate's phases (any other value is exit 2, with the phases listed)
+    and `--target` only a valid target, and both are quoted into the visibility query
+    (runtime.listing), so no value can rewrite the filter. `-o json` prints an array of objects
+    with the same keys every time (runtime.listing.ROW_KEYS), null where a value is unknown.
     """
+    if output not in ("table", "json"):
+        raise typer.BadParameter("use table or json", param_hint="--output")
     if target is not None and not re.fullmatch(SLUG_PATTERN, target):
         raise typer.BadParameter(
             f"{target!r} is not a target: use lowercase letters, digits and '-' (spec.target)",
@@ -376,24 +559,21 @@ def list_rollouts(
         )
     query = rollouts_query(phase=phase, target=target)
 
-    async def work(client: Client) -> list[Any]:
-        return [w async for w in client.list_workflows(query, limit=limit)]
+    async def work(client: Client) -> list[dict[str, Any]]:
+        return [rollout_row(w) async for w in client.list_workflows(query, limit=limit)]
 
+    rows = _run(work)
+    if output == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
     table = Table(title="rollouts")
-    for column in ("workflow", "target", "candidate", "stage", "phase", "percent", "status"):
+    columns = ("workflow_id", "target", "candidate", "stage", "phase", "percent", "status")
+    for column in ("workflow", *columns[1:]):
         table.add_column(column)
-    for execution in _run(work):
-        attributes = execution.typed_search_attributes
-        _row(
-            table,
-            execution.id,
-            attributes.get(TARGET) or "",
-            attributes.get(CANDIDATE) or "",
-            attributes.get(STAGE) or "",
-            attributes.get(PHASE) or "",
-            f"{attributes.get(PERCENT) or 0:g}%",
-            execution.status.name.lower() if execution.status else "",
-        )
+    for row in rows:
+        cells = {key: "" if row[key] is None else row[key] for key in columns}
+        cells["percent"] = f"{row['percent'] or 0:g}%"
+        _row(table, *cells.values())
     out.print(table)
 
 
@@ -510,6 +690,63 @@ _command("promote", "End the current stage's bake now and move to the next stage
 _command("rollback", "Send all traffic back to the incumbent now.")
 
 
+@app.command()
+def abandon(
+    target: TargetArgument,
+    reason: ReasonOption,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: end the rollout as it is.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="End it even though it is not stuck.")
+    ] = False,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--actor", "--as", help="Who you are (default: $LOCKGATE_ACTOR, then your OS user)."
+        ),
+    ] = None,
+) -> None:
+    """Last resort: end a stuck rollout (rolling back or escalated) without landing a route.
+
+    For a router that cannot be fixed: the rollout stops retrying, records who and why, notifies,
+    ends `abandoned` and frees the target. Whatever the router holds stays there; this prints
+    it, so you know what to set by hand. Refused unless the rollout is stuck (or --force).
+    """
+    if not yes:
+        err.print(
+            line(
+                ("not abandoned:", "red"),
+                f" this would end the rollout of {target} where it is: lockgate stops retrying "
+                "its route and stops managing the target, records who and why, notifies, and "
+                "leaves the router holding whatever it holds now (to be fixed by hand). Add "
+                "--yes to do it.",
+            )
+        )
+        raise typer.Exit(EXIT_USAGE)
+
+    async def work(client: Client) -> tuple[Any, str]:
+        from runtime.preflight import router_now
+
+        try:
+            spec: RolloutSpec | None = (await query_status(client, target)).spec
+        except RPCError:
+            spec = None  # no worker answers; the update below says so
+        result = await send_command(
+            client, target, "abandon", actor=_actor(actor), reason=reason, force=force
+        )
+        held = await router_now(spec) if spec is not None else "unknown (no spec to read)"
+        return result, held
+
+    result, held = _run(work)
+    out.print(line(f"abandon: {result.message} (was {result.phase.value}; ends abandoned)"))
+    out.print(line(f"the router now holds for {target}: {held}"))
+    out.print(
+        line(
+            f"lockgate no longer routes {target}: set the route you want by hand before the "
+            "next rollout"
+        )
+    )
+
+
 @app.command(name="codec-server")
 def codec_server(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8888,
@@ -554,6 +791,26 @@ def codec_server(
         markup=False,
     )
     uvicorn.run(codec_server_app(codec, origins), host=host, port=port, log_level="info")
+
+
+@app.command()
+def version() -> None:
+    """Print lockgate's and the Temporal SDK's versions, the two a bug report needs.
+
+    Read from the installed packages' metadata, so it names what actually runs, not what a
+    source file claims; needs no server.
+    """
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    def of(package: str) -> str:
+        try:
+            return installed(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    print(f"lockgate {of('lockgate')}")
+    print(f"temporalio {of('temporalio')}")
 
 
 def main() -> None:

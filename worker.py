@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -22,14 +23,15 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.checks import CheckActivities
+from activities.errors import QuietKnownFailures
 from activities.notify import NotifyActivities
 from activities.offline_eval import OfflineEvalActivities
 from activities.redaction import RedactingFilter, RedactingInterceptor
 from activities.registry import BackendRegistry
 from activities.routing import RoutingActivities
-from runtime.client import connect, ensure_search_attributes
+from runtime.client import ConnectionFailed, connect_to, data_converter, ensure_search_attributes
 from runtime.embedded import EmbeddedServerError, EmbeddedTemporal, PortInUse
-from runtime.settings import Settings
+from runtime.settings import ConnectionSettingError, Settings
 from workflows.rollout import RolloutWorkflow
 
 __all__ = ["StartupError", "build_worker", "http_client", "main", "run", "workflow_runner"]
@@ -88,13 +90,19 @@ def build_worker(client: Client, task_queue: str, backends: BackendRegistry) -> 
 
 @contextlib.asynccontextmanager
 async def _temporal(settings: Settings, runtime: Runtime) -> AsyncIterator[Client]:
+    try:  # TEMPORAL_* variables and the TEMPORAL_PROFILE profile, as the temporal CLI reads them
+        connection = settings.connection()
+    except ConnectionSettingError as exc:
+        raise StartupError(str(exc)) from None
+    if (warning := connection.plaintext_warning()) is not None:
+        log.warning("%s", warning)
     async with contextlib.AsyncExitStack() as stack:
-        if settings.embedded:
+        if connection.embedded:
             server = EmbeddedTemporal(
                 settings.lockgate_data_dir,
                 port=settings.lockgate_temporal_port,
                 ui_port=settings.lockgate_ui_port,
-                namespace=settings.temporal_namespace,
+                namespace=connection.namespace,
             )
             try:
                 await stack.enter_async_context(server)
@@ -105,7 +113,10 @@ async def _temporal(settings: Settings, runtime: Runtime) -> AsyncIterator[Clien
                 ) from exc
             except (EmbeddedServerError, TimeoutError) as exc:
                 raise StartupError(str(exc)) from exc
-        client = await connect(settings, runtime=runtime)
+        try:
+            client = await connect_to(connection, data_converter(settings), runtime=runtime)
+        except (ConnectionFailed, ConnectionSettingError) as exc:
+            raise StartupError(str(exc)) from None
         await ensure_search_attributes(client)
         yield client
 
@@ -125,30 +136,56 @@ def _runtime(settings: Settings) -> Runtime:
         ) from exc
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """Serve rollouts until `stop` is set, then drain and shut down (and the embedded server)."""
+async def run(
+    settings: Settings, stop: asyncio.Event, serving: asyncio.Event | None = None
+) -> None:
+    """Serve rollouts until `stop` is set, then drain and shut down (and the embedded server).
+
+    `serving` is set once the worker polls: until then a stop cancels the start-up instead.
+    """
     async with _temporal(settings, _runtime(settings)) as client, http_client() as http:
         worker = build_worker(client, settings.lockgate_task_queue, BackendRegistry(http))
         async with worker:
             log.info(
                 "lockgate worker polling task queue %r on %s (namespace %s)",
                 settings.lockgate_task_queue,
-                settings.address,
-                settings.temporal_namespace,
+                client.service_client.config.target_host,
+                client.namespace,
             )
             if settings.embedded:
                 log.info("Temporal UI: http://127.0.0.1:%d", settings.lockgate_ui_port)
+            if serving is not None:
+                serving.set()
             await stop.wait()
             log.info("stopping: finishing in-flight tasks")
     log.info("lockgate worker stopped")
 
 
 async def _main() -> None:
-    stop = asyncio.Event()
+    """Serve until SIGINT, SIGTERM or SIGHUP (a closed terminal), whichever comes first.
+
+    Serving, the signal drains the worker, then the embedded server stops. During start-up it
+    cancels the start-up (the embedded server, if started, stops on the way out) rather than
+    wait for a start that may take many seconds. Under `nohup`, SIGHUP stays ignored.
+    """
+    stop, serving = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await run(Settings(), stop)
+    main_task = asyncio.current_task()
+
+    def on_signal() -> None:
+        if not stop.is_set() and not serving.is_set() and main_task is not None:
+            main_task.cancel()
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            loop.add_signal_handler(sig, on_signal)
+    try:
+        await run(Settings(), stop, serving)
+    except asyncio.CancelledError:
+        if serving.is_set() or not stop.is_set():
+            raise
+        log.info("lockgate worker stopped during start-up")
 
 
 def main() -> None:
@@ -158,11 +195,17 @@ def main() -> None:
     )
     for handler in logging.getLogger().handlers:  # no secret reaches the service's log
         handler.addFilter(RedactingFilter())
+    # One line per failed attempt of a known error (a router down); tracebacks only for bugs.
+    logging.getLogger("temporalio.activity").addFilter(QuietKnownFailures())
     try:
         asyncio.run(_main())
     except StartupError as exc:
         log.error("lockgate worker cannot start: %s", exc)
-        raise SystemExit(1) from None
+        logging.shutdown()
+        # Not SystemExit: once a client has connected (a namespace refused after connecting),
+        # interpreter teardown can abort in the SDK's native threads (sdk-python#300), turning
+        # exit 1 into SIGABRT and a native stack dump under the one line above.
+        os._exit(1)
 
 
 if __name__ == "__main__":

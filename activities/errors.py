@@ -19,7 +19,12 @@ workflow can branch on it without importing this module's dependencies.
 
 from __future__ import annotations
 
+import logging
+
+from temporalio.exceptions import ApplicationError
+
 __all__ = [
+    "KNOWN_FAILURE_TYPES",
     "AmbiguousResultError",
     "BackendError",
     "MissingCredential",
@@ -27,6 +32,7 @@ __all__ = [
     "PartialDataError",
     "ProviderError",
     "ProviderUnavailable",
+    "QuietKnownFailures",
     "RouteConflict",
     "RouteMismatch",
     "RouterError",
@@ -89,3 +95,55 @@ class MissingCredential(ProviderError, RouterError):
     It is both a provider error (the check cannot tell: an `error` verdict) and a router error
     (the route is retried): either way the message names the variable or file, never a value.
     """
+
+
+def _known_names() -> frozenset[str]:
+    names: set[str] = set()
+    pending: list[type[BaseException]] = [BackendError]
+    while pending:
+        kind = pending.pop()
+        names.add(kind.__name__)
+        pending.extend(kind.__subclasses__())
+    return frozenset(names)
+
+
+KNOWN_FAILURE_TYPES = _known_names() | {"RefusedTransition"}
+"""ApplicationError types lockgate raises on purpose: a backend's error, a refused command.
+
+An activity failing with one of these is the outside world misbehaving (a router down, a bad
+query), which its message explains; a traceback would only bury that one line."""
+
+
+class QuietKnownFailures(logging.Filter):
+    """Turns the SDK's "Completing activity as failed" traceback into one line with its cause.
+
+    temporalio logs every failed activity attempt at WARNING with the whole exception chain
+    (httpx's, lockgate's and Temporal's frames: some 20 lines per attempt, and an unreachable
+    router fails an attempt every few seconds for hours). For lockgate's known errors the stack
+    says nothing the message does not, so the record keeps one line ending in `Type: message`;
+    any other exception is a bug, and keeps its traceback. Attach it to the
+    `temporalio.activity` logger.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always keep the record; strip the traceback of a known failure, naming its cause."""
+        if not record.exc_info:
+            return True
+        error = record.exc_info[1]
+        cause = _known_cause(error)
+        if cause is None:
+            return True
+        record.msg = f"{record.getMessage()}: {cause}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def _known_cause(error: BaseException | None) -> str | None:
+    """`Type: message` when `error` is one of lockgate's known failures, else None."""
+    if isinstance(error, ApplicationError) and error.type in KNOWN_FAILURE_TYPES:
+        return f"{error.type}: {error.message}"
+    if isinstance(error, BackendError):
+        return f"{type(error).__name__}: {error}"
+    return None

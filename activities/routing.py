@@ -43,8 +43,8 @@ class RoutingActivities:
                     f"router {request.router.url} reports {_describe(applied)} for target "
                     f"{request.target!r} after lockgate set {_describe(route)}"
                 )
-        except BackendError as exc:
-            activity.logger.warning("route %s: %s", request.target, exc)
+        except BackendError as exc:  # the SDK logs the failed attempt once, with this message
+            activity.logger.debug("route %s: %s", request.target, exc)
             raise ApplicationError(str(exc), type=type(exc).__name__) from exc
         activity.logger.info("route %s: applied %s", request.target, _describe(route))
         return route

@@ -7,18 +7,22 @@ from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
-from temporalio.service import RPCError, TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from runtime.codec import EncryptionCodec
-from runtime.settings import Settings
+from runtime.connection_errors import ConnectionFailed, explain, explain_rpc
+from runtime.settings import Connection, Settings
 from workflows.visibility import SEARCH_ATTRIBUTES
 
 __all__ = [
+    "ConnectionFailed",
     "connect",
+    "connect_to",
     "data_converter",
     "ensure_search_attributes",
     "payload_codec",
@@ -30,14 +34,6 @@ _INDEXED = {
     "DOUBLE": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
 }
 _CLI_TYPE = {"KEYWORD": "Keyword", "DOUBLE": "Double"}
-
-
-def _tls(settings: Settings) -> TLSConfig | bool:
-    paths = (settings.temporal_tls_cert, settings.temporal_tls_key, settings.temporal_tls_ca)
-    if not any(paths):
-        return settings.temporal_api_key is not None
-    cert, key, ca = (path.read_bytes() if path else None for path in paths)
-    return TLSConfig(client_cert=cert, client_private_key=key, server_root_ca_cert=ca)
 
 
 def payload_codec(settings: Settings) -> EncryptionCodec | None:
@@ -62,16 +58,56 @@ def data_converter(settings: Settings) -> DataConverter:
 async def connect(
     settings: Settings, *, runtime: Runtime | None = None, address: str | None = None
 ) -> Client:
-    """Connect with lockgate's data converter (pydantic, encrypted when configured)."""
-    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
-    return await Client.connect(
-        address or settings.address,
-        namespace=settings.temporal_namespace,
-        api_key=api_key,
-        tls=_tls(settings),
-        data_converter=data_converter(settings),
-        runtime=runtime,
-    )
+    """Connect with lockgate's data converter (pydantic, encrypted when configured).
+
+    Where and how come from `settings.connection()` (flags, TEMPORAL_* variables, profile);
+    `address` overrides the address alone. After connecting the namespace is described, since
+    the server accepts a connection to any namespace and only a later call would fail (a
+    "rollout not found" that hides the typo). Every failure is one line: ConnectionSettingError
+    for settings that cannot be used, ConnectionFailed (runtime.connection_errors) otherwise.
+    """
+    connection = settings.connection()
+    if address is not None:
+        connection = dataclasses.replace(connection, address=address, embedded=False)
+    return await connect_to(connection, data_converter(settings), runtime=runtime)
+
+
+async def connect_to(
+    connection: Connection, converter: DataConverter, *, runtime: Runtime | None = None
+) -> Client:
+    """Connect to a resolved `Connection`; see `connect`, which most callers want."""
+    tls: TLSConfig | bool = False
+    if connection.tls_enabled:
+        files = connection.tls_files()
+        tls = TLSConfig(
+            server_root_ca_cert=files.get("server_root_ca_cert"),
+            client_cert=files.get("client_cert"),
+            client_private_key=files.get("client_private_key"),
+            domain=connection.tls.server_name if connection.tls else None,
+        )
+    try:
+        client = await Client.connect(
+            connection.address,
+            namespace=connection.namespace,
+            api_key=connection.api_key,
+            tls=tls,
+            rpc_metadata=dict(connection.rpc_metadata),
+            data_converter=converter,
+            runtime=runtime,
+        )
+    except (RuntimeError, RPCError) as exc:
+        raise ConnectionFailed(await explain(exc, connection)) from exc
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=connection.namespace),
+            timeout=timedelta(seconds=10),
+        )
+    except RPCError as exc:
+        # Only a namespace that is not there stops us: a key that may not describe namespaces
+        # (some Temporal Cloud roles) is no reason to refuse work it may do.
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ConnectionFailed(explain_rpc(exc, connection)) from exc
+    return client
 
 
 def search_attribute_flags() -> list[str]:

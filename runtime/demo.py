@@ -3,15 +3,22 @@
 It starts the demo stack, puts the incumbent in charge of the demo target, starts the simulated
 traffic, submits the demo spec, shows the rollout's progress until it ends with one clear line,
 and keeps the stack up for browsing the Temporal UI until Ctrl-C, which stops every process.
+
+SIGTERM (systemd, `docker stop`, `timeout`, a cancelled CI job) and SIGHUP (a closed terminal)
+stop it the same way, at any point, start-up included, and it then exits with 128 + the
+signal's number; a SIGKILL leaves the stack to the watchdog of runtime/processes.py. Either way
+no process of the stack is left after a few seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,9 +29,10 @@ from rich.markup import escape
 from activities.contracts import Route, RouteMode
 from rollout_specs import RolloutSpec
 from runtime.client import connect
+from runtime.processes import exit_on_signals
 from runtime.rollouts import query_status, submit_rollout
 from runtime.settings import Settings
-from runtime.stack import DemoStack, StackPorts, demo_spec
+from runtime.stack import PORTS_ENV, DemoStack, StackPorts, demo_spec
 from workflows.messages import StatusResult
 from workflows.state import TERMINAL_PHASES, Phase
 
@@ -49,21 +57,43 @@ class DemoOptions:
     data_dir: Path = Path(".lockgate/demo")
     keep: bool = True
     fast: bool = False
-    ports: StackPorts = field(default_factory=StackPorts)
+    ports: StackPorts | None = None
+    """None: the defaults, moved by LOCKGATE_DEMO_PORTS."""
 
 
 async def run_demo(
     options: DemoOptions, console: Console, render: Callable[[StatusResult], RenderableType]
 ) -> bool:
-    """Run the demo; True when the rollout ended the way the scenario should end."""
-    busy = options.ports.busy()
+    """Run the demo; True when the rollout ended the way the scenario should end.
+
+    SIGTERM or SIGHUP stops it as Ctrl-C does, then raises SystemExit(128 + the signal).
+    """
+    try:
+        with exit_on_signals():
+            return await _run_demo(options, console, render)
+    except SystemExit as exc:  # what Ctrl-C's "stopped" is, for SIGTERM and SIGHUP
+        with contextlib.suppress(OSError, ValueError):  # a closed terminal cannot show it
+            name = signal.Signals(int(str(exc.code)) - 128).name
+            console.print(f"\nstopped ({name})")  # after a live view, which ends mid-line
+        raise
+
+
+async def _run_demo(
+    options: DemoOptions, console: Console, render: Callable[[StatusResult], RenderableType]
+) -> bool:
+    try:
+        ports = options.ports or StackPorts.from_environment()
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from exc
+    busy = ports.busy()
     if busy:
         raise RuntimeError(
             f"ports {busy} are in use on 127.0.0.1; stop what listens there (an earlier demo or "
-            "`make run`?) and try again"
+            f"`make run`?) and try again, or move the demo's with {PORTS_ENV} "
+            "(for example gateway=18080)"
         )
     shutil.rmtree(options.data_dir, ignore_errors=True)  # the demo always starts afresh
-    stack = DemoStack(options.data_dir, options.ports)
+    stack = DemoStack(options.data_dir, ports)
     try:
         with console.status("starting Temporal, the worker, policies, gateway, Prometheus..."):
             await stack.start(options.scenario)
@@ -95,8 +125,11 @@ async def run_demo(
             await asyncio.Event().wait()
         return expected
     finally:
-        with console.status("stopping every process the demo started..."):
-            stack.stop()
+        try:
+            with console.status("stopping every process the demo started..."):
+                stack.stop()
+        finally:
+            stack.stop()  # a no-op, unless the console failed (a closed terminal cannot write)
 
 
 async def _seed_incumbent(stack: DemoStack, spec: RolloutSpec) -> None:

@@ -6,6 +6,10 @@ search attributes registered. If a Temporal server already answers on the port (
 replica started it), that one is used and left alone. A port taken by anything else (the gRPC
 port, or the UI port when this process must start the server) is `PortInUse`, raised before
 anything starts and naming the address, rather than a server that dies in its log.
+
+The server is a `ManagedProcess`: in its own process group, watched by this process's watchdog,
+so it stops with its owner on SIGINT, SIGTERM and SIGHUP (the owner's handlers stop it) and on a
+SIGKILL or crash of its owner too (the watchdog stops it).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import errno
 import logging
 import shutil
 import socket
-import subprocess
 import sysconfig
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, files
@@ -26,6 +29,7 @@ from temporalio.client import Client
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixed
 
 from runtime.client import search_attribute_flags
+from runtime.processes import STOP_GRACE, ManagedProcess
 
 __all__ = ["EmbeddedServerError", "EmbeddedTemporal", "PortInUse", "find_temporal_cli"]
 
@@ -106,7 +110,7 @@ class EmbeddedTemporal:
         self.ui_port = ui_port
         self.namespace = namespace
         self.startup_timeout = startup_timeout
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ManagedProcess | None = None
 
     @property
     def address(self) -> str:
@@ -148,11 +152,13 @@ class EmbeddedTemporal:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = self.command()
         log.info("starting the embedded Temporal server: %s", " ".join(command))
-        with (self.data_dir / "temporal.log").open("ab") as server_log:
-            self._process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-                command, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        await self._wait_until_ready()
+        self._process = ManagedProcess("temporal", command, self.data_dir / "temporal.log")
+        self._process.start()
+        try:
+            await self._wait_until_ready()
+        except BaseException:  # cancelled (a stop during start-up) or failed: no server left
+            await asyncio.to_thread(self.stop)
+            raise
         log.info("Temporal server ready on %s; UI at %s", self.address, self.ui_url)
         return self
 
@@ -164,18 +170,21 @@ class EmbeddedTemporal:
     ) -> None:
         await asyncio.to_thread(self.stop)
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop the server if this object started it: SIGTERM, then SIGKILL after `timeout`."""
+    def stop(self, timeout: float = STOP_GRACE) -> None:
+        """Stop the server if this object started it: SIGTERM, then SIGKILL after `timeout`.
+
+        The dev server closes its SQLite database in well under a second on SIGTERM; the bound
+        keeps a stuck one from holding up its owner's stop.
+        """
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("the Temporal server did not stop in %.0fs; killing it", timeout)
-            process.kill()
-            process.wait()
+        if process.alive:
+            code = process.stop(timeout)
+            if code == -9:
+                log.warning("the Temporal server did not stop in %.0fs; killed it", timeout)
+        else:
+            process.stop(0)  # reap it and clear its group
 
     async def _answers(self, within: float = ANSWER_TIMEOUT) -> bool:
         async def ask() -> None:
@@ -189,9 +198,10 @@ class EmbeddedTemporal:
         return True
 
     async def _ready(self) -> bool:
-        if self._process is not None and self._process.poll() is not None:
+        if self._process is not None and not self._process.alive:
+            assert self._process.popen is not None
             raise EmbeddedServerError(
-                f"the Temporal server exited with code {self._process.returncode}; "
+                f"the Temporal server exited with code {self._process.popen.returncode}; "
                 f"see {self.data_dir / 'temporal.log'}"
             )
         return await self._answers()

@@ -30,6 +30,7 @@ from temporalio.service import RPCError
 
 from rollout_specs import RolloutSpec, workflow_id_for
 from workflows.messages import (
+    AbandonInput,
     ControlInput,
     ControlResult,
     RolloutInput,
@@ -54,8 +55,9 @@ __all__ = [
     "submit_rollout",
 ]
 
-COMMANDS = ("approve", "pause", "resume", "promote", "rollback")
-"""The human commands, each a workflow update of the same name."""
+COMMANDS = ("approve", "pause", "resume", "promote", "rollback", "abandon")
+"""The human commands, each a workflow update of the same name. `abandon` (the last resort for
+a stuck rollout) takes an AbandonInput, whose `force` the others do not have."""
 WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
 """A workflow task caught on a worker that dies is handed to another after this (default 10 s):
 a rollout's checks and rollbacks stall at most about 2 s when a worker is killed mid-task. Workflow
@@ -133,21 +135,29 @@ async def query_status(client: Client, target: str) -> StatusResult:
 
 
 async def send_command(
-    client: Client, target: str, command: str, *, actor: str, reason: str
+    client: Client, target: str, command: str, *, actor: str, reason: str, force: bool = False
 ) -> ControlResult:
-    """Send approve/pause/resume/promote/rollback; raise CommandRefused with the reason."""
+    """Send one of COMMANDS; raise CommandRefused with the rollout's reason.
+
+    `force` is only for `abandon`: it ends a rollout that is not stuck too.
+    """
     if command not in COMMANDS:
         raise ValueError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
     description = await describe_rollout(client, target)
     if description.status is not WorkflowExecutionStatus.RUNNING:
         status = description.status.name.lower() if description.status else "unknown"
         raise CommandRefused(f"the rollout of {target!r} is not running ({status})")
+    if force and command != "abandon":
+        raise ValueError(f"only abandon takes force, not {command!r}")
+    payload = (
+        AbandonInput(actor=actor, reason=reason, force=force)
+        if command == "abandon"
+        else ControlInput(actor=actor, reason=reason)
+    )
     handle = client.get_workflow_handle(workflow_id_for(target))
     try:
         result: ControlResult = await handle.execute_update(
-            command,
-            ControlInput(actor=actor, reason=reason),
-            result_type=ControlResult,
+            command, payload, result_type=ControlResult
         )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause

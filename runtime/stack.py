@@ -3,7 +3,9 @@
 The worker (with its embedded Temporal server), two policy servers, the reference gateway,
 Prometheus when its binary is on PATH, and the simulated world driving traffic. `lockgate demo`
 runs it for a person; the end-to-end tests run it on free ports. Stopping it stops every process
-it started, in reverse order.
+it started at once (SIGTERM, last started first, then SIGKILL for any still there after
+`STOP_GRACE`), so a stop takes a few seconds whatever the number of services. Each service is a
+`ManagedProcess`, so none outlives the process that started the stack, however that one ends.
 
 The gateway's control plane (routes, stats, metrics) is on its own port behind a token the stack
 draws at random for each run: it is written to a file only the user can read (for the gateway
@@ -26,15 +28,18 @@ import httpx
 import yaml
 
 from rollout_specs import RolloutSpec, load_spec, parse_spec
-from runtime.processes import ManagedProcess, free_port, port_open
+from runtime.processes import STOP_GRACE, ManagedProcess, free_port, port_open, stop_all
 from simulator.offline_log import write_log
 from simulator.scenarios import scenario as scenario_named
 
-__all__ = ["GATEWAY_TOKEN_ENV", "DemoStack", "StackPorts", "demo_spec", "http_ok"]
+__all__ = ["GATEWAY_TOKEN_ENV", "PORTS_ENV", "DemoStack", "StackPorts", "demo_spec", "http_ok"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "rollout_specs" / "examples"
 ARTIFACTS = ROOT / "simulator" / "artifacts"
+
+PORTS_ENV = "LOCKGATE_DEMO_PORTS"
+"""Moves the demo's ports: `gateway=18080,temporal=17233` (see `StackPorts.parse`)."""
 
 GATEWAY_TOKEN_ENV = "LOCKGATE_GATEWAY_TOKEN"
 """The worker's variable holding the gateway's control token; the demo specs' `auth` names it."""
@@ -64,6 +69,34 @@ class StackPorts:
     worker_metrics: int = 9464
     gateway_control: int = 8081
     """The gateway's control plane: routes, stats and metrics, behind the token."""
+
+    @classmethod
+    def parse(cls, text: str) -> StackPorts:
+        """The default ports with some moved: `gateway=18080,temporal=17233` (LOCKGATE_DEMO_PORTS).
+
+        For a machine where a default port is taken (8080 often is), and for tests that run a
+        real `lockgate demo` beside a developer's. Raises ValueError naming what is wrong.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        moved: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, _, value = item.partition("=")
+            name = name.strip().replace("-", "_")
+            if name not in names:
+                raise ValueError(f"{PORTS_ENV}: unknown service {name!r}; use {', '.join(names)}")
+            try:
+                port = int(value)
+            except ValueError:
+                port = 0
+            if not 0 < port < 65536:
+                raise ValueError(f"{PORTS_ENV}: {item!r} needs a port number (1-65535)")
+            moved[name] = port
+        return cls(**moved)
+
+    @classmethod
+    def from_environment(cls) -> StackPorts:
+        """The ports LOCKGATE_DEMO_PORTS asks for, or the defaults."""
+        return cls.parse(os.environ.get(PORTS_ENV, ""))
 
     @classmethod
     def free(cls) -> StackPorts:
@@ -182,10 +215,10 @@ class DemoStack:
         artifact = scenario_named(scenario).candidate_artifact
         await self._start_policy("candidate", artifact, self.ports.candidate)
 
-    def stop(self) -> None:
-        """Stop every process, last started first."""
-        while self.processes:
-            self.processes.pop().stop()
+    def stop(self, timeout: float = STOP_GRACE) -> None:
+        """Stop every process, last started first, within `timeout` seconds and a little."""
+        processes, self.processes = self.processes[::-1], []
+        stop_all(processes, timeout)
 
     # ----------------------------------------------------------------------------- services
 
@@ -216,7 +249,11 @@ class DemoStack:
             "PYTHONUNBUFFERED": "1",
         }
         worker = self._spawn("worker", [sys.executable, "worker.py"], env)
-        worker.env.pop("TEMPORAL_ADDRESS", None)
+        # The demo's worker always embeds its own server: no operator setting or `temporal` CLI
+        # profile (a default profile may name a remote address) may send it elsewhere.
+        for name in [name for name in worker.env if name.startswith("TEMPORAL_")]:
+            del worker.env[name]
+        worker.env["TEMPORAL_CONFIG_FILE"] = os.devnull
         worker.start()
 
         async def polling() -> bool:

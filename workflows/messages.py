@@ -7,7 +7,14 @@ from pydantic import BaseModel, ConfigDict
 from rollout_specs import RolloutSpec
 from workflows.state import Phase, RolloutState
 
-__all__ = ["ControlInput", "ControlResult", "RolloutInput", "RolloutResult", "StatusResult"]
+__all__ = [
+    "AbandonInput",
+    "ControlInput",
+    "ControlResult",
+    "RolloutInput",
+    "RolloutResult",
+    "StatusResult",
+]
 
 
 class Message(BaseModel):
@@ -29,6 +36,16 @@ class ControlInput(Message):
 
     actor: str
     reason: str
+
+
+class AbandonInput(ControlInput):
+    """`lockgate abandon`: end a stuck rollout. `force` ends one that is not stuck too.
+
+    A separate message from ControlInput because ending a rollout without landing its route is
+    a last resort: the flag that overrides the stuck-only rule must be asked for explicitly.
+    """
+
+    force: bool = False
 
 
 class ControlResult(Message):

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import WORKFLOW_NAME
     from workflows.messages import (
+        AbandonInput,
         ControlInput,
         ControlResult,
         RolloutInput,
@@ -148,6 +149,9 @@ class RolloutWorkflow:
         self._wake = False
         self._preempts = False
         self._deliveries: list[asyncio.Task[None]] = []
+        self._abandoned: AuditEntry | None = None
+        self._abandon_forced = False
+        self._in_flight: workflow.ActivityHandle[Any] | None = None
 
     # ----------------------------------------------------------------------------- main loop
 
@@ -158,6 +162,26 @@ class RolloutWorkflow:
         if request.state is None:
             self._audit(self._submitted_by, "submitted", f"rollout {self._spec.metadata.name}")
         self._publish()
+        # The rollout's own course runs as a task so that `abandon` can stop it wherever it
+        # waits; the task issues exactly the commands the body issued when it ran inline.
+        progress = asyncio.create_task(self._progress())
+        await workflow.wait_condition(lambda: progress.done() or self._abandoned is not None)
+        if self._abandoned is not None and not progress.done():
+            await self._stop(progress)
+            self._end_abandoned(self._abandoned)
+        else:
+            await progress  # its ending, or a continue-as-new, is the run's
+        with contextlib.suppress(TimeoutError):  # the outcome is final; webhooks get a grace period
+            await workflow.wait_condition(
+                lambda: all(task.done() for task in self._deliveries),
+                timeout=NOTIFICATION_GRACE,
+                timeout_summary="last notifications",
+            )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return RolloutResult(phase=self._state.phase, outcome=self._state.outcome or "")
+
+    async def _progress(self) -> None:
+        """The stages in order, then the rollback or the promotion that ends the rollout."""
         stages = self._spec.spec.stages
         while self._state.stage_index < len(stages) and self._state.rollback is None:
             advanced = await self._run_stage(stages[self._state.stage_index])
@@ -169,14 +193,47 @@ class RolloutWorkflow:
             await self._roll_back()
         else:
             await self._promote_candidate()
-        with contextlib.suppress(TimeoutError):  # the outcome is final; webhooks get a grace period
-            await workflow.wait_condition(
-                lambda: all(task.done() for task in self._deliveries),
-                timeout=NOTIFICATION_GRACE,
-                timeout_summary="last notifications",
-            )
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return RolloutResult(phase=self._state.phase, outcome=self._state.outcome or "")
+
+    async def _stop(self, progress: asyncio.Task[None]) -> None:
+        """Cancel the rollout's course and the activity it waits on (a route, a check).
+
+        The activity is asked to stop and given one heartbeat timeout to hear it (a heartbeat
+        answered while the workflow still runs carries the cancel; after it ends, the activity
+        would only learn at its own deadline). The workflow never waits for the router itself.
+        """
+        in_flight = self._in_flight
+        cancelled = in_flight is not None and not in_flight.done()
+        if in_flight is not None and cancelled:
+            in_flight.add_done_callback(_retrieve)
+            in_flight.cancel()
+        progress.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await progress
+        if cancelled:
+            await workflow.sleep(WORK_HEARTBEAT, summary="the cancelled activity stops")
+
+    def _end_abandoned(self, command: AuditEntry) -> None:
+        """End in `abandoned`: say what lockgate last routed, since nobody routes any more."""
+        state = self._state
+        if state.stages and state.stages[-1].ended_at is None:
+            self._end_stage("abandoned")
+        state.escalation = None
+        state.landing_since = None
+        target = self._spec.spec.target
+        state.outcome = (
+            f"abandoned{' (forced)' if self._abandon_forced else ''} by {command.actor}: "
+            f"{command.reason}; lockgate no longer routes "
+            f"{target} (the last route that landed gave the candidate "
+            f"{state.live_percent:g}%); check the router's route for {target} by hand"
+        )
+        self._audit(AUTOMATIC, "ended", state.outcome)
+        self._set_phase(Phase.ABANDONED)
+        self._notify(NotifyEvent.ROLLED_BACK, state.outcome)
+
+    def _track(self, handle: workflow.ActivityHandle[T]) -> workflow.ActivityHandle[T]:
+        """Remember the activity the rollout waits on now, so `abandon` can cancel it."""
+        self._in_flight = handle
+        return handle
 
     async def _run_stage(self, stage: Stage) -> bool:
         """Bake one stage; True when it earned its gate (or a human promoted it)."""
@@ -252,7 +309,7 @@ class RolloutWorkflow:
             if await self._unless_rolling_back(handle) is None:
                 return False  # the rollback's route (a newer generation) supersedes this one
         except ActivityError as exc:
-            reason = f"could not apply stage {stage.name}'s route: {_cause(exc)}"
+            reason = f"could not apply stage {stage.name}'s route: {_refusal(exc)}"
             self._request_rollback(AUTOMATIC, reason)
             return False
         self._state.stage_routed = True
@@ -427,6 +484,7 @@ class RolloutWorkflow:
         A rollback never waits for a check or a stage route in flight: the cancel and the
         rollback's own route leave in the same workflow task.
         """
+        self._track(handle)
         if not self._preempts:
             return await handle
         await workflow.wait_condition(lambda: handle.done() or self._state.rollback is not None)
@@ -467,6 +525,7 @@ class RolloutWorkflow:
                 ),
                 summary=purpose,
             )
+            self._track(handle)
             while not handle.done():
                 await workflow.wait([handle], timeout=escalate_every.total_seconds())
                 if not handle.done():
@@ -507,6 +566,7 @@ class RolloutWorkflow:
                 retry_policy=NEVER_GIVE_UP,
                 summary=purpose,
             )
+            self._track(handle)
             while not handle.done():
                 await workflow.wait([handle], timeout=escalate_every.total_seconds())
                 if not handle.done():
@@ -860,17 +920,71 @@ class RolloutWorkflow:
     def _validate_rollback(self, command: ControlInput) -> None:
         self._refuse_unless_live(command, "roll back")
 
+    @workflow.update(name="abandon")
+    def abandon(self, command: AbandonInput) -> ControlResult:
+        """End a stuck rollout where it is: the last resort when the router cannot be fixed.
+
+        Records who and why; the main loop then cancels the work in flight and ends the
+        rollout in `abandoned` without sending any route (the router is not trusted to land it).
+        """
+        forced = " (forced)" if command.force else ""
+        self._abandoned = self._audit_command(command, "abandon")
+        self._abandon_forced = command.force
+        return ControlResult(
+            message=(
+                f"abandoned{forced}; lockgate stops managing {self._spec.spec.target}'s route "
+                "now, whatever the router holds"
+            ),
+            phase=self._state.phase,
+        )
+
+    @abandon.validator
+    def _validate_abandon(self, command: AbandonInput) -> None:
+        _require_actor_and_reason(command)
+        state = self._state
+        if self._abandoned is not None:
+            _refuse(f"already abandoned by {self._abandoned.actor} ({self._abandoned.reason})")
+        if state.phase in TERMINAL_PHASES:
+            _refuse(f"the rollout has ended ({state.phase.value}); nothing to abandon")
+        if command.force or self._stuck():
+            return
+        _refuse(
+            f"the rollout is not stuck (phase {state.phase.value}, no route being retried): "
+            "abandon is the last resort for a rollout that is rolling back, escalated or "
+            "retrying a route; use rollback, pause or promote, or add --force to end it anyway"
+        )
+
+    def _stuck(self) -> bool:
+        """Rolling back, escalated, or retrying a route that must land: abandon is allowed."""
+        state = self._state
+        return (
+            state.phase in (Phase.ROLLING_BACK, Phase.ESCALATED)
+            or state.landing_since is not None
+            or (state.phase is Phase.PROMOTING and state.escalation is not None)
+        )
+
     def _refuse_unless_live(self, command: ControlInput, verb: str) -> None:
         _require_actor_and_reason(command)
         state = self._state
         if state.phase in TERMINAL_PHASES:
             _refuse(f"the rollout has ended ({state.phase.value}); nothing to {verb}")
+        if self._abandoned is not None:
+            _refuse(f"the rollout is being abandoned by {self._abandoned.actor}; nothing to {verb}")
         if state.rollback is not None:
             _refuse(
-                f"the rollout is rolling back ({state.rollback.actor}: {state.rollback.reason})"
+                f"the rollout is rolling back ({state.rollback.actor}: {state.rollback.reason}); "
+                "it ends once the router accepts the incumbent's route (`lockgate status` shows "
+                "the last error); if the router cannot be fixed, `lockgate abandon "
+                f"{self._spec.spec.target} --reason ... --yes` ends it"
             )
         if state.phase is Phase.PROMOTING:
-            _refuse(f"the candidate is being made the incumbent; too late to {verb}")
+            stuck = (
+                f"; if the router cannot be fixed, `lockgate abandon {self._spec.spec.target} "
+                "--reason ... --yes` ends it"
+                if state.escalation
+                else ""
+            )
+            _refuse(f"the candidate is being made the incumbent; too late to {verb}{stuck}")
 
     def _audit_command(self, command: ControlInput, action: str) -> AuditEntry:
         self._audit(command.actor, action, command.reason)

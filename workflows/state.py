@@ -39,9 +39,12 @@ class Phase(StrEnum):
     ROLLED_BACK = "rolled_back"
     PROMOTING = "promoting"
     COMPLETED = "completed"
+    ABANDONED = "abandoned"
+    """A human ended a stuck rollout (`lockgate abandon`): lockgate stopped managing the
+    target's route, whatever the router holds now; the target is free for a new rollout."""
 
 
-TERMINAL_PHASES = frozenset({Phase.ROLLED_BACK, Phase.COMPLETED})
+TERMINAL_PHASES = frozenset({Phase.ROLLED_BACK, Phase.COMPLETED, Phase.ABANDONED})
 
 
 class StateModel(BaseModel):

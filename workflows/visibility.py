@@ -53,6 +53,8 @@ def stage_percent(spec: RolloutSpec, state: RolloutState) -> float:
         return 100.0
     if state.phase is Phase.ROLLED_BACK:
         return 0.0
+    if state.phase is Phase.ABANDONED:  # nothing more was routed: the last route that landed
+        return state.live_percent
     if not state.stage_routed:  # between stages (or awaiting approval): the last route serves
         return state.live_percent
     stage = spec.spec.stages[min(state.stage_index, len(spec.spec.stages) - 1)]

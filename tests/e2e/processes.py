@@ -1,4 +1,8 @@
-"""Real processes for end-to-end tests: the Temporal dev server and `python worker.py`."""
+"""Real processes for end-to-end tests: the Temporal dev server and `python worker.py`.
+
+Both are `ManagedProcess`es, so none outlives the test run: a test's teardown stops them, and
+if pytest itself is killed (a CI job cancelled, a `kill -9`) its watchdog stops them.
+"""
 
 from __future__ import annotations
 

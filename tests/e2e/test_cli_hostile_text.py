@@ -66,7 +66,7 @@ async def test_actors_and_reasons_are_printed_and_reported_as_written(
     rolled = await run("rollback", target, "--reason", REASON, "--as", ACTOR)
     assert rolled.returncode == 0, rolled.stderr
     watched = await run("watch", target, "--interval", "0.5")
-    assert watched.returncode == 0, watched.stderr
+    assert watched.returncode == 3, watched.stderr  # rolled back
     outcome = f"rolled back to 41 by {ACTOR}: {REASON}"
     assert f"rollout ended: rolled_back: {outcome}" in watched.stdout
 

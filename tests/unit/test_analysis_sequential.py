@@ -207,7 +207,7 @@ def test_tuned_rho_mapping() -> None:
 
 
 def test_fixed_horizon_n_matches_the_note() -> None:
-    # Note §3.2: one-sided 80% fixed-n per arm, sigma 1 per arm: 4946 (5% of 1) and 1237 (10%).
+    # Fixed-horizon n per arm for one-sided 80% power, sigma 1 per arm: 4946 (5% of 1), 1237 (10%).
     assert fixed_horizon_n(0.05, 1.0, 1.0, alpha=ALPHA) / 2 == pytest.approx(4946, abs=1)
     assert fixed_horizon_n(0.10, 1.0, 1.0, alpha=ALPHA) / 2 == pytest.approx(1237, abs=1)
 
