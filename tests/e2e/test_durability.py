@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,14 +22,6 @@ from tests.helpers.waiting import wait_until
 from workflows.state import Phase
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ManagedProcess]]:
-    started: list[ManagedProcess] = []
-    yield started
-    for process in started:
-        process.kill()
 
 
 def _slow_spec(router: RouterServer, metrics: MetricsServer) -> RolloutSpec:

@@ -18,7 +18,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,14 +39,6 @@ CANARY = f"canary{uuid.uuid4().hex}"
 TOKEN = f"rt-{CANARY}"
 PASSWORD = f"pw-{CANARY}"
 BASIC = base64.b64encode(f"lockgate:{PASSWORD}".encode()).decode()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ManagedProcess]]:
-    started: list[ManagedProcess] = []
-    yield started
-    for process in started:
-        process.kill()
 
 
 def _run(*command: str, env: dict[str, str]) -> str:
