@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import PrometheusConfig, Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -29,7 +29,13 @@ from activities.offline_eval import OfflineEvalActivities
 from activities.redaction import RedactingFilter, RedactingInterceptor
 from activities.registry import BackendRegistry
 from activities.routing import RoutingActivities
-from runtime.client import ConnectionFailed, connect_to, data_converter, ensure_search_attributes
+from runtime.client import (
+    ConnectionFailed,
+    connect_to,
+    core_runtime,
+    data_converter,
+    ensure_search_attributes,
+)
 from runtime.embedded import EmbeddedServerError, EmbeddedTemporal, PortInUse
 from runtime.settings import ConnectionSettingError, Settings
 from workflows.rollout import RolloutWorkflow
@@ -124,10 +130,9 @@ async def _temporal(settings: Settings, runtime: Runtime) -> AsyncIterator[Clien
 def _runtime(settings: Settings) -> Runtime:
     address = settings.lockgate_metrics_address
     if not address:
-        return Runtime(telemetry=TelemetryConfig())
-    metrics = PrometheusConfig(bind_address=address)
+        return core_runtime()
     try:
-        return Runtime(telemetry=TelemetryConfig(metrics=metrics))
+        return core_runtime(PrometheusConfig(bind_address=address))
     except ValueError as exc:  # the SDK reports a failed bind (or a bad address) as ValueError
         problem = "is already in use" if "in use" in str(exc).lower() else f"is unusable ({exc})"
         raise StartupError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -11,7 +13,14 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
-from temporalio.runtime import Runtime
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from runtime.codec import EncryptionCodec
@@ -23,6 +32,7 @@ __all__ = [
     "ConnectionFailed",
     "connect",
     "connect_to",
+    "core_runtime",
     "data_converter",
     "ensure_search_attributes",
     "payload_codec",
@@ -34,6 +44,28 @@ _INDEXED = {
     "DOUBLE": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
 }
 _CLI_TYPE = {"KEYWORD": "Keyword", "DOUBLE": "Double"}
+
+
+CORE_LOGGER = "temporalio.core"
+
+
+def core_runtime(metrics: PrometheusConfig | None = None) -> Runtime:
+    """A Temporal runtime whose own log lines go through Python logging, never to stdout.
+
+    The SDK's default runtime prints its warnings (a retried gRPC call, say) straight to stdout,
+    where they corrupt `-o json` output and the demo's live display. Forwarded, they reach the
+    `temporalio.core` logger: stderr in the CLI, the worker's log format in the worker.
+    """
+    forwarding = LogForwardingConfig(logger=logging.getLogger(CORE_LOGGER))
+    log = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"), forwarding=forwarding
+    )
+    return Runtime(telemetry=TelemetryConfig(logging=log, metrics=metrics))
+
+
+@functools.cache
+def _shared_runtime() -> Runtime:
+    return core_runtime()
 
 
 def payload_codec(settings: Settings) -> EncryptionCodec | None:
@@ -75,7 +107,10 @@ async def connect(
 async def connect_to(
     connection: Connection, converter: DataConverter, *, runtime: Runtime | None = None
 ) -> Client:
-    """Connect to a resolved `Connection`; see `connect`, which most callers want."""
+    """Connect to a resolved `Connection`; see `connect`, which most callers want.
+
+    Without a `runtime`, one shared `core_runtime()` is used, so no SDK log line reaches stdout.
+    """
     tls: TLSConfig | bool = False
     if connection.tls_enabled:
         files = connection.tls_files()
@@ -93,7 +128,7 @@ async def connect_to(
             tls=tls,
             rpc_metadata=dict(connection.rpc_metadata),
             data_converter=converter,
-            runtime=runtime,
+            runtime=runtime or _shared_runtime(),
         )
     except (RuntimeError, RPCError) as exc:
         raise ConnectionFailed(await explain(exc, connection)) from exc

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +355,34 @@ def test_the_event_line_pattern_rejects_other_text() -> None:
     assert EVENT_LINE.match("2026-11-30T22:00:00Z t-1 outcome completed (exit 0): done")
     with pytest.raises(AssertionError):
         _events("╭── rollout ranker-v42\n", "t-1")
+
+
+async def test_status_json_stays_parseable_when_the_sdk_warns(
+    tmp_path: Path, client: Client, router: RouterServer, metrics: MetricsServer, task_queue: str
+) -> None:
+    """The SDK's own warnings go to stderr: stdout carries the JSON document and nothing else.
+
+    A rollout nobody works on, and a query the test keeps waiting on it, fill the server's
+    buffer of queries (the CLI's start-up alone gives the test's query the time to arrive
+    first, and the test checks that it still waits when the CLI is done). The CLI's own status
+    query is then refused and retried, and the SDK warns ("gRPC call query_workflow retried 5
+    times"). That warning once reached stdout ahead of the JSON, so a CI job's
+    `lockgate status -o json | jq` broke whenever the server was busy.
+    """
+    spec = tmp_path / "orphan.yaml"
+    orphan = write_spec(spec, router, metrics, shadow="1h")
+    nobody = f"{task_queue}-{uuid.uuid4().hex[:6]}-no-worker"
+    submitted = await lockgate("submit", str(spec), client=client, task_queue=nobody)
+    assert submitted.returncode == 0, submitted.stderr
+    handle = client.get_workflow_handle(workflow_id_for(orphan))
+    holding = asyncio.ensure_future(handle.query("status", rpc_timeout=timedelta(seconds=30)))
+    try:
+        result = await lockgate("status", orphan, "-o", "json", client=client)
+        assert not holding.done(), "the buffer emptied: the CLI's query may not have been refused"
+    finally:
+        holding.cancel()
+        await asyncio.gather(holding, return_exceptions=True)
+        await _end(client, orphan)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["source"], document["target"]) == ("description", orphan)
