@@ -33,6 +33,7 @@ from runtime.demo import EXPECTED_PHASE, DemoOptions, run_demo
 from runtime.history import AuditTrail, HistoryUnreadable, fetch_audit_trail, fetch_record
 from runtime.listing import rollout_row, rollouts_query, status_document
 from runtime.rollouts import (
+    Command,
     CommandRefused,
     PendingActivity,
     RolloutAlreadyRunning,
@@ -672,7 +673,7 @@ def demo(
         _fail(f"the {scenario} scenario did not end as it should ({EXPECTED_PHASE[scenario]})")
 
 
-def _command(name: str, help_text: str) -> None:
+def _command(name: Command, help_text: str) -> None:
     def command(target: TargetArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
         result = _run(
             lambda client: send_command(client, target, name, actor=_actor(actor), reason=reason)
@@ -680,17 +681,17 @@ def _command(name: str, help_text: str) -> None:
         out.print(line(f"{name}: {result.message} (phase {result.phase.value})"))
 
     command.__doc__ = help_text
-    app.command(name=name)(command)
+    app.command(name=name.value)(command)
 
 
-_command("approve", "Approve the stage awaiting approval (never your own rollout).")
-_command("pause", "Stop advancing (checks and automatic rollback continue).")
-_command("resume", "Allow a paused rollout to advance again.")
-_command("promote", "End the current stage's bake now and move to the next stage.")
-_command("rollback", "Send all traffic back to the incumbent now.")
+_command(Command.APPROVE, "Approve the stage awaiting approval (never your own rollout).")
+_command(Command.PAUSE, "Stop advancing (checks and automatic rollback continue).")
+_command(Command.RESUME, "Allow a paused rollout to advance again.")
+_command(Command.PROMOTE, "End the current stage's bake now and move to the next stage.")
+_command(Command.ROLLBACK, "Send all traffic back to the incumbent now.")
 
 
-@app.command()
+@app.command(name=Command.ABANDON.value)
 def abandon(
     target: TargetArgument,
     reason: ReasonOption,
@@ -731,7 +732,7 @@ def abandon(
         except RPCError:
             spec = None  # no worker answers; the update below says so
         result = await send_command(
-            client, target, "abandon", actor=_actor(actor), reason=reason, force=force
+            client, target, Command.ABANDON, actor=_actor(actor), reason=reason, force=force
         )
         held = await router_now(spec) if spec is not None else "unknown (no spec to read)"
         return result, held

@@ -8,9 +8,9 @@ replay of a rollout already running.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -28,22 +28,27 @@ from activities.heartbeat import heartbeating
 from activities.providers.base import MetricProvider
 from activities.registry import BackendRegistry
 from analysis.budget import reward_loss_upper_bound
-from analysis.drift import action_drift
+from analysis.drift import action_drift, judge_drift
 from analysis.sequential import ArmStats, compare_means
-from analysis.shadow import PairedActions, paired_actions
+from analysis.shadow import judge_shadow, paired_actions
 from analysis.thresholds import breach, describe_threshold
 from rollout_specs import (
     AdvanceWhen,
     ArmMetric,
+    BudgetTrigger,
+    CompareTrigger,
     DriftRule,
+    DriftTrigger,
     RollbackTrigger,
-    ShadowRule,
+    ShadowTrigger,
     TemplateError,
     Threshold,
+    ThresholdTrigger,
+    TriggerKind,
     render,
 )
 
-__all__ = ["CheckActivities", "arm_stats", "judge_trigger", "shadow_findings"]
+__all__ = ["JUDGES", "CheckActivities", "arm_stats", "judge_trigger"]
 
 
 class CheckActivities:
@@ -165,52 +170,41 @@ class _Judge:
         self.check = check
 
     async def trigger(self, trigger: RollbackTrigger) -> TriggerVerdict:
-        if trigger.compare is not None:
-            rule = trigger.compare
-            return await self._compare(
-                trigger.name, rule.metric, rule.max_drop, rule.relative,
-                self.check.alphas.get(trigger.name, 0.05),
-            )  # fmt: skip
-        if trigger.budget is not None:
-            return await self._budget(trigger)
-        if trigger.drift is not None:
-            return await self._drift(trigger.name, trigger.drift)
-        if trigger.shadow is not None:
-            return await self._shadow(trigger.name, trigger.shadow)
-        return await judge_trigger(self.provider, trigger, self.check.variables)
+        """The verdict of the judge registered for the trigger's kind; none is an error."""
+        judge = JUDGES.get(trigger.kind)
+        if judge is None:
+            return TriggerVerdict(
+                trigger=trigger.name,
+                outcome=Outcome.ERROR,
+                detail=f"this worker has no judge for {trigger.kind} triggers; it cannot tell",
+            )
+        return await judge(self, trigger)
 
     async def gate(self, gate: AdvanceWhen) -> TriggerVerdict:
         return await self._compare(
-            _gate_name(gate), gate.non_inferior, gate.margin, gate.relative, self.check.gate_alpha
+            _gate_name(gate),
+            gate.non_inferior,
+            gate.margin,
+            gate.relative,
+            self.check.gate_alpha,
+            Threshold(below=-gate.margin),
         )
 
-    async def _arms(self, metric: str) -> tuple[ArmStats, ArmStats]:
-        definition = self.check.metrics[metric]
-        variables = self.check.variables
-        incumbent, candidate = await asyncio.gather(
-            arm_stats(self.provider, definition, variables, variables["incumbent"]),
-            arm_stats(self.provider, definition, variables, variables["candidate"]),
-        )
-        return incumbent, candidate
+    async def threshold(self, trigger: ThresholdTrigger) -> TriggerVerdict:
+        """A query's value against the healthy range."""
+        return await judge_trigger(self.provider, trigger, self.check.variables)
 
-    async def _compare(
-        self, name: str, metric: str, max_drop: float, relative: bool, alpha: float
-    ) -> TriggerVerdict:
-        def decide(incumbent: ArmStats, candidate: ArmStats) -> _Statistical:
-            return compare_means(
-                incumbent, candidate, max_drop=max_drop, relative=relative, alpha=alpha,
-                expected_n=self.check.expected_samples,
-                higher_is_better=self.check.metrics[metric].higher_is_better,
-            )  # fmt: skip
+    async def compare(self, trigger: CompareTrigger) -> TriggerVerdict:
+        """The candidate against the incumbent by the sequential test; the estimate is shown."""
+        rule = trigger.compare
+        return await self._compare(
+            trigger.name, rule.metric, rule.max_drop, rule.relative,
+            self.check.alphas.get(trigger.name, 0.05), trigger.limit(),
+        )  # fmt: skip
 
-        return await self._statistical(
-            name, f"compare {metric}", metric, Threshold(below=-max_drop), alpha, decide
-        )
-
-    async def _budget(self, trigger: RollbackTrigger) -> TriggerVerdict:
+    async def budget(self, trigger: BudgetTrigger) -> TriggerVerdict:
+        """The reward the candidate may have cost; the upper bound (the possible loss) is shown."""
         rule = trigger.budget
-        if rule is None:
-            raise ValueError(f"trigger {trigger.name} is not a budget trigger")
         alpha = self.check.alphas.get(trigger.name, 0.05)
 
         def decide(incumbent: ArmStats, candidate: ArmStats) -> _Statistical:
@@ -220,13 +214,14 @@ class _Judge:
                 higher_is_better=self.check.metrics[rule.metric].higher_is_better,
             )  # fmt: skip
 
-        threshold = Threshold(above=rule.max_reward_loss)
         return await self._statistical(
-            trigger.name, f"budget {rule.metric}", rule.metric, threshold, alpha, decide
-        )
+            trigger.name, f"budget {rule.metric}", rule.metric, trigger.limit(), alpha, decide,
+            shown=lambda result: result.upper,
+        )  # fmt: skip
 
-    async def _drift(self, name: str, rule: DriftRule) -> TriggerVerdict:
+    async def drift(self, trigger: DriftTrigger) -> TriggerVerdict:
         """The candidate's actions against the incumbent's, by divergence and new actions."""
+        name, rule = trigger.name, trigger.drift
         limits = {"js": rule.max_js, "psi": rule.max_psi, "new actions": rule.max_new_action_share}
         shown = ", ".join(f"{k} <= {v:g}" for k, v in limits.items() if v is not None)
         label = f"drift ({shown})"
@@ -250,25 +245,18 @@ class _Judge:
         result = action_drift(
             incumbent, candidate, smoothing=rule.smoothing, min_per_side=rule.min_samples
         )
-        measured = {"js": result.js, "psi": result.psi, "new actions": result.new_action_share}
-        broken = []
-        for key, limit in limits.items():
-            value = measured[key]
-            if limit is not None and value is not None and value > limit:
-                broken.append(f"{key} {value:.4g} > {limit:g}")
-        if not result.enough_data:
-            outcome = Outcome.INCONCLUSIVE
-        else:
-            outcome = Outcome.FAIL if broken else Outcome.PASS
-        detail = (
-            "; ".join(broken) + " | " if broken and outcome is Outcome.FAIL else ""
-        ) + result.detail
+        outcome, broken = judge_drift(
+            result,
+            max_js=rule.max_js,
+            max_psi=rule.max_psi,
+            max_new_action_share=rule.max_new_action_share,
+        )
         return TriggerVerdict(
             trigger=name,
             outcome=outcome,
             value=result.js,
             query=label,
-            detail=detail,
+            detail=("; ".join(broken) + " | " if broken else "") + result.detail,
             evidence=Evidence(
                 estimate=result.js,
                 statistic=result.psi,
@@ -278,8 +266,9 @@ class _Judge:
             awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
         )
 
-    async def _shadow(self, name: str, rule: ShadowRule) -> TriggerVerdict:
+    async def shadow(self, trigger: ShadowTrigger) -> TriggerVerdict:
         """The paired shadow table: agreement, equal action shares, actions out of support."""
+        name, rule = trigger.name, trigger.shadow
         label = "shadow pairs"
         try:
             query = render(rule.pairs, self.check.variables)
@@ -300,13 +289,17 @@ class _Judge:
                 detail="no data: no shadow pairs in the window",
             )  # fmt: skip
         result = paired_actions(pairs, alpha=rule.alpha, smoothing=rule.smoothing)
-        outcome, shown = shadow_findings(rule, result)
+        outcome, findings = judge_shadow(
+            result, min_samples=rule.min_samples, alpha=rule.alpha,
+            min_agreement=rule.min_agreement, max_js=rule.max_js, max_psi=rule.max_psi,
+            max_out_of_support=rule.max_out_of_support,
+        )  # fmt: skip
         return TriggerVerdict(
             trigger=name,
             outcome=outcome,
             value=result.agreement,
             query=label,
-            detail=("; ".join(shown) + " | " if shown else "") + result.detail,
+            detail=("; ".join(findings) + " | " if findings else "") + result.detail,
             evidence=Evidence(
                 estimate=result.agreement,
                 lower=result.agreement_low,
@@ -318,6 +311,36 @@ class _Judge:
             ),
             awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
         )
+
+    async def _arms(self, metric: str) -> tuple[ArmStats, ArmStats]:
+        definition = self.check.metrics[metric]
+        variables = self.check.variables
+        incumbent, candidate = await asyncio.gather(
+            arm_stats(self.provider, definition, variables, variables["incumbent"]),
+            arm_stats(self.provider, definition, variables, variables["candidate"]),
+        )
+        return incumbent, candidate
+
+    async def _compare(
+        self,
+        name: str,
+        metric: str,
+        max_drop: float,
+        relative: bool,
+        alpha: float,
+        threshold: Threshold | None,
+    ) -> TriggerVerdict:
+        def decide(incumbent: ArmStats, candidate: ArmStats) -> _Statistical:
+            return compare_means(
+                incumbent, candidate, max_drop=max_drop, relative=relative, alpha=alpha,
+                expected_n=self.check.expected_samples,
+                higher_is_better=self.check.metrics[metric].higher_is_better,
+            )  # fmt: skip
+
+        return await self._statistical(
+            name, f"compare {metric}", metric, threshold, alpha, decide,
+            shown=lambda result: result.estimate,
+        )  # fmt: skip
 
     async def _actions(self, rule: DriftRule, version: str) -> dict[str, int]:
         try:
@@ -332,11 +355,16 @@ class _Judge:
         name: str,
         label: str,
         metric: str,
-        threshold: Threshold,
+        threshold: Threshold | None,
         alpha: float,
         decide: Callable[[ArmStats, ArmStats], _Statistical],
+        *,
+        shown: Callable[[_Statistical], float | None],
     ) -> TriggerVerdict:
-        """Read both arms of `metric`, decide, and keep the evidence with the verdict."""
+        """Read both arms of `metric`, decide, and keep the evidence with the verdict.
+
+        `shown` picks the number plotted against the threshold (an estimate, or a bound).
+        """
         try:
             incumbent, candidate = await self._arms(metric)
         except NoDataError as exc:
@@ -344,7 +372,6 @@ class _Judge:
         except ProviderError as exc:
             return _broken(name, threshold, metric, exc)
         result = decide(incumbent, candidate)
-        outcome = _OUTCOMES.get(result.verdict, Outcome.INCONCLUSIVE)
         evidence = Evidence(
             estimate=result.estimate, lower=result.lower, upper=result.upper,
             statistic=result.statistic, boundary=result.boundary,
@@ -352,21 +379,34 @@ class _Judge:
         )  # fmt: skip
         return TriggerVerdict(
             trigger=name,
-            outcome=outcome,
-            value=result.upper if label.startswith("budget") else result.estimate,
+            outcome=result.verdict,
+            value=shown(result),
             threshold=threshold,
             query=label,
             detail=result.detail,
             evidence=evidence,
-            awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
+            awaiting_evidence=result.verdict is Outcome.INCONCLUSIVE,
         )
+
+
+_KindJudge = Callable[[_Judge, Any], Awaitable[TriggerVerdict]]
+"""A judge of one kind; it is only ever called with a trigger of the kind it is registered for."""
+
+JUDGES: Mapping[TriggerKind, _KindJudge] = {
+    ThresholdTrigger.kind: _Judge.threshold,
+    CompareTrigger.kind: _Judge.compare,
+    BudgetTrigger.kind: _Judge.budget,
+    DriftTrigger.kind: _Judge.drift,
+    ShadowTrigger.kind: _Judge.shadow,
+}
+"""The judge of each kind of trigger: a kind without one is judged an error, never a pass."""
 
 
 class _Statistical(Protocol):
     """What compare_means and reward_loss_upper_bound both report."""
 
     @property
-    def verdict(self) -> str: ...
+    def verdict(self) -> Outcome: ...
     @property
     def estimate(self) -> float | None: ...
     @property
@@ -385,49 +425,14 @@ class _Statistical(Protocol):
     def detail(self) -> str: ...
 
 
-_OUTCOMES = {"fail": Outcome.FAIL, "pass": Outcome.PASS, "ok": Outcome.PASS}
-"""Statistical verdicts as outcomes; anything else (inconclusive) is awaiting evidence."""
-
-
-def shadow_findings(rule: ShadowRule, result: PairedActions) -> tuple[Outcome, list[str]]:
-    """The verdict of a shadow window, and the findings behind it.
-
-    Fail needs evidence: an agreement rate whose Wilson upper bound is below the floor, action
-    shares that differ significantly (Stuart-Maxwell at `alpha`) *and* by more than the effect
-    size limit, or too many actions out of the incumbent's support. Pass needs evidence too:
-    the agreement's lower bound at or above the floor. Anything between is awaiting evidence.
-    """
-    if result.n < rule.min_samples:
-        return Outcome.INCONCLUSIVE, [f"not enough pairs (need {rule.min_samples})"]
-    significant = result.homogeneity.p_value < rule.alpha
-    broken: list[str] = []
-    unsure: list[str] = []
-    if rule.min_agreement is not None:
-        if result.agreement_high < rule.min_agreement:
-            broken.append(f"agreement <= {result.agreement_high:.3f} < {rule.min_agreement:g}")
-        elif result.agreement_low < rule.min_agreement:
-            unsure.append(f"agreement not yet shown >= {rule.min_agreement:g}")
-    for key, value, limit in (("js", result.js, rule.max_js), ("psi", result.psi, rule.max_psi)):
-        if limit is not None and value > limit:
-            (broken if significant else unsure).append(f"{key} {value:.4g} > {limit:g}")
-    share, most = result.out_of_support, rule.max_out_of_support
-    if most is not None and share > most:
-        broken.append(f"out of support {share:.2%} > {most:.2%}")
-    if broken:
-        return Outcome.FAIL, broken
-    if unsure:
-        return Outcome.INCONCLUSIVE, unsure
-    return Outcome.PASS, []
-
-
-def _no_data(name: str, threshold: Threshold, metric: str, exc: Exception) -> TriggerVerdict:
+def _no_data(name: str, threshold: Threshold | None, metric: str, exc: Exception) -> TriggerVerdict:
     return TriggerVerdict(
         trigger=name, outcome=Outcome.INCONCLUSIVE, threshold=threshold,
         query=f"metric {metric}", detail=f"no data: {exc}",
     )  # fmt: skip
 
 
-def _broken(name: str, threshold: Threshold, metric: str, exc: Exception) -> TriggerVerdict:
+def _broken(name: str, threshold: Threshold | None, metric: str, exc: Exception) -> TriggerVerdict:
     return TriggerVerdict(
         trigger=name, outcome=Outcome.ERROR, threshold=threshold,
         query=f"metric {metric}", detail=f"{type(exc).__name__}: {exc}",
@@ -459,11 +464,9 @@ async def arm_stats(
 
 
 async def judge_trigger(
-    provider: MetricProvider, trigger: RollbackTrigger, variables: dict[str, str]
+    provider: MetricProvider, trigger: ThresholdTrigger, variables: dict[str, str]
 ) -> TriggerVerdict:
     """Query one trigger and judge it: no data is INCONCLUSIVE, a broken answer is ERROR."""
-    if trigger.query is None or trigger.threshold is None:
-        raise ValueError(f"trigger {trigger.name} is not a query-and-threshold trigger")
     threshold = trigger.threshold
     template = trigger.query
     healthy = describe_threshold(threshold.above, threshold.below)

@@ -1,8 +1,8 @@
 """Inputs and outputs of every activity.
 
 These models cross the workflow/activity boundary through Temporal's pydantic converter and are
-recorded in workflow history, so they import only pydantic and rollout_specs: the workflow sandbox
-and the tests can use them without touching httpx.
+recorded in workflow history, so they import only pydantic, rollout_specs and analysis.verdicts
+(the verdict vocabulary): the workflow sandbox and the tests can use them without touching httpx.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from analysis.verdicts import Outcome
 from rollout_specs import (
     AdvanceWhen,
     ArmMetric,
@@ -57,19 +58,6 @@ class Contract(BaseModel):
     """Base of activity messages: strict on unknown fields, immutable once built."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Outcome(StrEnum):
-    """What one trigger's check concluded. Only FAIL counts towards a rollback.
-
-    INCONCLUSIVE means not enough evidence yet (no data); ERROR means the system could not tell
-    (monitoring down, an ambiguous answer). Neither is ever a pass.
-    """
-
-    PASS = "pass"
-    FAIL = "fail"
-    INCONCLUSIVE = "inconclusive"
-    ERROR = "error"
 
 
 class RouteMode(StrEnum):

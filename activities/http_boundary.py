@@ -6,6 +6,9 @@ ends by its deadline. httpx's own timeouts are per read (a server that drips one
 never trips a one-second read timeout), so the deadline is an `asyncio.timeout` around the whole
 call, and a drip or a hang costs exactly the deadline, never more.
 
+Providers and routers, lockgate's and plugins', go through `request`, which adds one error ladder
+on top of `send`: each backend supplies only the words of its errors (a `Ladder`).
+
 Temporal's retry policy is lockgate's durable retry: it survives worker restarts and is visible
 in the workflow's history. The retries here are a second, much smaller layer, there only so that
 one dropped connection or one 503 from a restarting server does not cost a whole activity
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +38,11 @@ from tenacity import (
 __all__ = [
     "NO_RETRIES",
     "READ_RETRIES",
+    "Ladder",
     "ReadRetries",
     "Unreachable",
     "excerpt",
+    "request",
     "send",
 ]
 
@@ -188,6 +193,83 @@ async def send(
         ) from exc
     # AsyncRetrying either yields until an attempt returns or re-raises the last error.
     raise AssertionError("tenacity ended without an outcome")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """How one backend words each way a request can fail: the one error ladder of every backend.
+
+    The rungs are fixed here (no answer, a 5xx after the retries, any other status that is not a
+    success) so that providers and routers classify failures alike: the first two are the
+    service's trouble and raise `unavailable` (retryable, "check it is up"), the last is a refusal
+    of what lockgate asked and raises `refused`. Each backend supplies only the words.
+
+    Attributes:
+        who: Names the service in messages, e.g. `Prometheus at http://...`.
+        unavailable: The backend's error for no usable answer (e.g. ProviderUnavailable).
+        refused: The backend's error for a refusal (e.g. ProviderError).
+        slow_fix: The advice after a deadline passed (a hang, a drip, a slow answer).
+        down_fix: The advice after the connection failed.
+        server_error: The message for a 5xx answer that outlasted the retries.
+        refusal: The message for any other answer that is not 2xx.
+    """
+
+    who: str
+    unavailable: Callable[[str], Exception]
+    refused: Callable[[str], Exception]
+    slow_fix: str
+    down_fix: str
+    server_error: Callable[[httpx.Response], str]
+    refusal: Callable[[httpx.Response], str]
+
+
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    ladder: Ladder,
+    deadline: float,
+    retries: ReadRetries = NO_RETRIES,
+    params: Mapping[str, str] | None = None,
+    json: Any = None,
+    headers: Mapping[str, str] | None = None,
+    passes: Collection[int] = (),
+) -> httpx.Response:
+    """`send`, then the ladder: a 2xx answer (or a status in `passes`), or the backend's error.
+
+    Args:
+        client: The shared, pooled client of the worker.
+        method: `GET`, `PUT`, ...
+        url: Full URL.
+        ladder: The backend's words for each failure.
+        deadline: Seconds for the whole call, retries included.
+        retries: Attempts and waits; writes keep the default single attempt.
+        params: Query-string parameters.
+        json: A JSON body.
+        headers: Extra request headers.
+        passes: Statuses the caller handles itself (a router's 404 or 409).
+
+    Returns:
+        The response, when its status is 2xx or in `passes`.
+
+    Raises:
+        Exception: `ladder.unavailable(...)` or `ladder.refused(...)`, chained to the cause.
+    """
+    try:
+        response = await send(
+            client, method, url, deadline=deadline, retries=retries, params=params, json=json,
+            headers=headers,
+        )  # fmt: skip
+    except Unreachable as exc:
+        fix = ladder.slow_fix if exc.timed_out else ladder.down_fix
+        raise ladder.unavailable(f"{ladder.who} {exc}; {fix}") from exc
+    status = response.status_code
+    if 200 <= status < 300 or status in passes:
+        return response
+    if status >= 500:
+        raise ladder.unavailable(ladder.server_error(response))
+    raise ladder.refused(ladder.refusal(response))
 
 
 def excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -42,13 +42,6 @@ __all__ = ["CandidateScoringError", "OfflineEvalActivities"]
 
 T = TypeVar("T")
 FloatArray = npt.NDArray[np.float64]
-
-_OUTCOMES: Final = {
-    "pass": Outcome.PASS,
-    "fail": Outcome.FAIL,
-    "inconclusive": Outcome.INCONCLUSIVE,
-    "refused": Outcome.ERROR,
-}
 
 
 class CandidateScoringError(Exception):
@@ -295,7 +288,7 @@ def _finite(value: float) -> float | None:
 def _verdict(evaluation: OfflineEvaluation, threshold: Threshold, label: str) -> TriggerVerdict:
     """The evaluation as the contract's verdict: the judged difference and its evidence."""
     judged = evaluation.judged
-    outcome = _OUTCOMES[evaluation.verdict]
+    outcome = evaluation.verdict
     rows = evaluation.diagnostics.rows
     return TriggerVerdict(
         trigger=OFFLINE_EVAL,

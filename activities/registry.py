@@ -1,11 +1,16 @@
-"""Backend type tag -> constructor, for monitoring providers and routers.
+"""Backend type tag -> constructor, for monitoring providers and routers, from entry points.
 
-The keys are the spec's `type` tags. An unknown tag raises UnknownBackendError: a registry never
-falls back to a default backend, because a rollout judged by the wrong backend is judged blind.
+Every backend type, lockgate's own included, is an installed declaration (entry-point groups
+`lockgate.providers` and `lockgate.routers`, read by rollout_specs/backends.py); this module
+turns each declaration's implementation into a factory. An unknown tag raises
+UnknownBackendError, and a declaration whose implementation cannot be loaded fails the worker at
+start-up: a registry never falls back to a default backend, because a rollout judged by the wrong
+backend is judged blind.
 """
 
 from __future__ import annotations
 
+import pkgutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,24 +18,68 @@ import httpx
 
 from activities.errors import UnknownBackendError
 from activities.providers.base import MetricProvider
-from activities.providers.http_json import HttpJsonProvider
-from activities.providers.prometheus import PrometheusProvider
 from activities.routers.base import TrafficRouter
-from activities.routers.http_router import HttpTrafficRouter
 from rollout_specs import MonitoringConfig, RouterConfig
+from rollout_specs.backends import (
+    BackendDeclarationError,
+    Implementation,
+    monitoring_backends,
+    router_backends,
+)
 
-__all__ = ["PROVIDERS", "ROUTERS", "BackendRegistry", "build_provider", "build_router"]
+__all__ = [
+    "PROVIDERS",
+    "ROUTERS",
+    "BackendRegistry",
+    "build_provider",
+    "build_router",
+    "installed_providers",
+    "installed_routers",
+]
 
 ProviderFactory = Callable[[Any, httpx.AsyncClient], MetricProvider]
 RouterFactory = Callable[[Any, httpx.AsyncClient], TrafficRouter]
 
-PROVIDERS: Mapping[str, ProviderFactory] = {
-    "prometheus": PrometheusProvider,
-    "http": HttpJsonProvider,
-}
-ROUTERS: Mapping[str, RouterFactory] = {
-    "http": HttpTrafficRouter,
-}
+
+def _factory(type_: str, implementation: Implementation) -> Callable[..., Any]:
+    """The declaration's implementation, imported now so a broken one fails at start-up."""
+    if not isinstance(implementation, str):
+        return implementation
+    try:
+        found: object = pkgutil.resolve_name(implementation)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise BackendDeclarationError(
+            f"backend type {type_!r}: its implementation {implementation!r} cannot be loaded "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    if not callable(found):
+        raise BackendDeclarationError(
+            f"backend type {type_!r}: {implementation!r} is not callable; name a class or "
+            "function that takes (config, httpx.AsyncClient)"
+        )
+    return found
+
+
+def installed_providers() -> dict[str, ProviderFactory]:
+    """A factory per installed monitoring type; raises BackendDeclarationError on a broken one."""
+    return {
+        type_: _factory(type_, backend.implementation)
+        for type_, backend in monitoring_backends().items()
+    }
+
+
+def installed_routers() -> dict[str, RouterFactory]:
+    """A factory per installed router type; raises BackendDeclarationError on a broken one."""
+    return {
+        type_: _factory(type_, backend.implementation)
+        for type_, backend in router_backends().items()
+    }
+
+
+PROVIDERS: Mapping[str, ProviderFactory] = installed_providers()
+"""The installed monitoring types, read once when the worker (or the CLI's preflight) starts."""
+ROUTERS: Mapping[str, RouterFactory] = installed_routers()
+"""The installed router types."""
 
 
 class BackendRegistry:

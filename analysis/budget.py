@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 from analysis.sequential import (
     ArmStats,
@@ -18,10 +17,9 @@ from analysis.sequential import (
     one_sided_bound,
     tuned_rho,
 )
+from analysis.verdicts import Outcome
 
-__all__ = ["BudgetResult", "BudgetVerdict", "reward_loss_upper_bound"]
-
-BudgetVerdict = Literal["fail", "ok", "inconclusive"]
+__all__ = ["BudgetResult", "reward_loss_upper_bound"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +30,8 @@ class BudgetResult:
     metric's units (positive = the candidate earned less).
 
     Attributes:
-        verdict: ``fail`` when the loss may exceed ``max_reward_loss`` (its upper bound does),
-            ``ok`` when it may not, ``inconclusive`` during burn-in with a loss estimate still
+        verdict: FAIL when the loss may exceed ``max_reward_loss`` (its upper bound does),
+            PASS when it may not, INCONCLUSIVE during burn-in with a loss estimate still
             within budget, or without an estimate. A budget never advances a stage.
         estimate: ``n_candidate x (mean_incumbent - mean_candidate)``; None without estimate.
         lower: Always-valid lower confidence bound of the loss (one-sided, level alpha): the
@@ -50,7 +48,7 @@ class BudgetResult:
         detail: One line for humans.
     """
 
-    verdict: BudgetVerdict
+    verdict: Outcome
     estimate: float | None
     lower: float | None
     upper: float | None
@@ -91,7 +89,7 @@ def reward_loss_upper_bound(
     stage's traffic, or let it grow with ``n_c``.
 
     Before ``burn_in`` observations per arm the plug-in variance is not trusted: the verdict is
-    ``fail`` if the point estimate alone already exceeds the budget, else ``inconclusive``.
+    FAIL if the point estimate alone already exceeds the budget, else INCONCLUSIVE.
     With a zero variance estimate the bounds equal the estimate.
 
     Args:
@@ -116,7 +114,7 @@ def reward_loss_upper_bound(
     n_c = candidate.n
 
     def result(
-        verdict: BudgetVerdict,
+        verdict: Outcome,
         estimate: float | None,
         bounds: tuple[float, float] | None,
         statistic: float | None,
@@ -138,14 +136,14 @@ def reward_loss_upper_bound(
 
     diff = mean_difference(incumbent, candidate)
     if isinstance(diff, str):
-        return result("inconclusive", None, None, None, diff)
+        return result(Outcome.INCONCLUSIVE, None, None, None, diff)
     sign = 1.0 if higher_is_better else -1.0
     loss = -sign * diff.estimate * n_c
     budget = f"budget {max_reward_loss:.5g}, n={incumbent.n}/{n_c}"
 
     if min(incumbent.n, n_c) < burn_in:
         seen = min(incumbent.n, n_c)
-        verdict: BudgetVerdict = "fail" if loss > max_reward_loss else "inconclusive"
+        verdict = Outcome.FAIL if loss > max_reward_loss else Outcome.INCONCLUSIVE
         return result(
             verdict,
             loss,
@@ -157,8 +155,8 @@ def reward_loss_upper_bound(
     boundary = one_sided_bound(float(diff.t), rho, alpha)
     half_width = n_c * diff.std_error * boundary / math.sqrt(diff.t)
     bounds = (loss - half_width, loss + half_width)
-    verdict = "fail" if bounds[1] > max_reward_loss else "ok"
-    what = "may exceed" if verdict == "fail" else "is within"
+    verdict = Outcome.FAIL if bounds[1] > max_reward_loss else Outcome.PASS
+    what = "may exceed" if verdict is Outcome.FAIL else "is within"
     return result(
         verdict,
         loss,

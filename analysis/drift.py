@@ -3,7 +3,8 @@
 A candidate policy that suddenly favours other actions, or actions the incumbent never takes,
 is worth stopping before its reward says so. These are effect sizes (Jensen-Shannon divergence
 and PSI) with a stated smoothing and a minimum sample size, plus the paired agreement rate of
-shadow mode with its Wilson interval. Pure functions; thresholds are the spec's business.
+shadow mode with its Wilson interval. Pure functions; `judge_drift` turns a measurement and the
+spec's limits into the verdict.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special, stats  # type: ignore[import-untyped]
 
-__all__ = ["Agreement", "DriftResult", "action_drift", "agreement", "default_min_per_side"]
+from analysis.verdicts import Outcome
+
+__all__ = [
+    "Agreement",
+    "DriftResult",
+    "action_drift",
+    "agreement",
+    "default_min_per_side",
+    "judge_drift",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -204,3 +214,29 @@ def agreement(agree: int, total: int, alpha: float) -> Agreement:
     return Agreement(
         rate=agree / total, wilson_low=float(interval.low), wilson_high=float(interval.high)
     )
+
+
+def judge_drift(
+    result: DriftResult,
+    *,
+    max_js: float | None = None,
+    max_psi: float | None = None,
+    max_new_action_share: float | None = None,
+) -> tuple[Outcome, list[str]]:
+    """The verdict of a drift measurement against the rule's limits, and the limits it breaks.
+
+    Inconclusive until both sides have `min_per_side` decisions, however large the divergence:
+    on few decisions the effect sizes are mostly noise. Then fail when any limit is exceeded.
+    """
+    broken = [
+        f"{key} {value:.4g} > {limit:g}"
+        for key, value, limit in (
+            ("js", result.js, max_js),
+            ("psi", result.psi, max_psi),
+            ("new actions", result.new_action_share, max_new_action_share),
+        )
+        if limit is not None and value is not None and value > limit
+    ]
+    if not result.enough_data:
+        return Outcome.INCONCLUSIVE, []
+    return (Outcome.FAIL, broken) if broken else (Outcome.PASS, [])

@@ -27,11 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Final, Literal
+from typing import ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats  # type: ignore[import-untyped]
+
+from analysis.verdicts import Outcome
 
 __all__ = [
     "DETERMINISTIC_PROPENSITY",
@@ -42,7 +44,6 @@ __all__ = [
     "LoggedDecisions",
     "OfflineEvaluation",
     "UnsupportedCell",
-    "Verdict",
     "clipped_ips",
     "cross_fitted_rewards",
     "doubly_robust",
@@ -55,7 +56,6 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
-Verdict = Literal["pass", "fail", "inconclusive", "refused"]
 
 ESTIMATORS: Final = ("ips", "clipped_ips", "snips", "dr")
 """Estimator names, as the spec's `offline_eval.estimator` spells them."""
@@ -499,7 +499,8 @@ class OfflineEvaluation:
         incumbent: The incumbent's (logging policy's) value: the mean logged reward.
         diagnostics: What the log can support.
         refusals: Why the gate refuses to judge, one message each (empty when it judges).
-        verdict: pass, fail, inconclusive (the interval straddles -max_regression), or refused.
+        verdict: PASS, FAIL, INCONCLUSIVE (the interval straddles -max_regression), or ERROR
+            when the gate refuses to judge (`refusals` says why).
     """
 
     rule: GateRule
@@ -508,7 +509,7 @@ class OfflineEvaluation:
     incumbent: Estimate
     diagnostics: Diagnostics
     refusals: tuple[str, ...]
-    verdict: Verdict
+    verdict: Outcome
 
     @property
     def judged(self) -> Estimate:
@@ -521,7 +522,7 @@ class OfflineEvaluation:
         rule, judged = self.rule, self.judged
         level = f"{1 - rule.alpha:.0%}"
         margin = -rule.max_regression
-        if self.verdict == "refused":
+        if self.refusals:
             head = "refused to judge: " + " ".join(self.refusals)
         else:
             head = (
@@ -538,17 +539,17 @@ class OfflineEvaluation:
         )
 
 
-_VERDICT_REASON: Final[Mapping[str, str]] = {
-    "pass": "pass (the lower bound is above it)",
-    "fail": "fail (the upper bound is below it)",
-    "inconclusive": (
+_VERDICT_REASON: Final[Mapping[Outcome, str]] = {
+    Outcome.PASS: "pass (the lower bound is above it)",
+    Outcome.FAIL: "fail (the upper bound is below it)",
+    Outcome.INCONCLUSIVE: (
         "inconclusive (the interval straddles it; more logged decisions could decide, "
         "and the gate does not pass)"
     ),
 }
 
 
-def judge(difference: Estimate, max_regression: float) -> Verdict:
+def judge(difference: Estimate, max_regression: float) -> Outcome:
     """Pass when the lower bound clears -max_regression, fail when the upper bound does not.
 
     Why an interval rather than the point estimate: the gate must not pass a candidate just
@@ -556,10 +557,10 @@ def judge(difference: Estimate, max_regression: float) -> Verdict:
     log cannot tell, and the answer is inconclusive, which never passes.
     """
     if difference.lower > -max_regression:
-        return "pass"
+        return Outcome.PASS
     if difference.upper < -max_regression:
-        return "fail"
-    return "inconclusive"
+        return Outcome.FAIL
+    return Outcome.INCONCLUSIVE
 
 
 def evaluate(
@@ -629,9 +630,7 @@ def evaluate(
 
     diagnostics = _diagnostics(log, candidate, candidate_actions, to_logged, target, weights)
     refusals = _refusals(log, diagnostics, rule)
-    verdict: Verdict = (
-        "refused" if refusals else judge(differences[rule.estimator], rule.max_regression)
-    )
+    verdict = Outcome.ERROR if refusals else judge(differences[rule.estimator], rule.max_regression)
     return OfflineEvaluation(rule, values, differences, incumbent, diagnostics, refusals, verdict)
 
 

@@ -30,11 +30,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special  # type: ignore[import-untyped]
 
+from analysis.verdicts import Outcome
+
 __all__ = [
     "ArmStats",
     "Comparison",
     "MeanDifference",
-    "Verdict",
     "always_valid_p_value",
     "best_rho",
     "bonferroni_alpha",
@@ -51,7 +52,6 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-Verdict = Literal["fail", "pass", "inconclusive"]
 
 # Relative differences use the delta method, which is only trustworthy when the incumbent's
 # mean is well resolved: its coefficient of variation must not exceed this.
@@ -265,14 +265,15 @@ def msprt_lambda(
 
 
 def always_valid_p_value(log_evidence: float, previous: float = 1.0) -> float:
-    """Running always-valid p-value ``p_n = min(p_{n-1}, 1 / Lambda_n)``.
+    """Always-valid p-value ``min(previous, 1 / Lambda_n, 1)``.
 
-    Why: it never increases, so a rollback decision taken at ``p <= alpha`` is never undone
-    by later data or a replayed workflow; the workflow stores the previous value.
+    Why: ``1 / Lambda_n`` is a valid p-value at any stopping time (Ville's inequality). Passing
+    the previous look's value gives the running minimum, which never increases; lockgate's
+    checks are stateless and pass nothing, so each reports the p-value of its own look.
 
     Args:
         log_evidence: ``ln Lambda_n`` (or the log-supermartingale of a one-sided test).
-        previous: ``p_{n-1}``; 1 before the first look.
+        previous: An earlier look's p-value to take the minimum with; 1 (none) by default.
 
     Returns:
         ``min(previous, exp(-log_evidence), 1)``.
@@ -568,9 +569,9 @@ class Comparison:
     """Verdict of the compare trigger and the evidence behind it.
 
     Attributes:
-        verdict: ``fail`` (a drop beyond ``max_drop`` is established at level alpha), ``pass``
+        verdict: FAIL (a drop beyond ``max_drop`` is established at level alpha), PASS
             (non-inferiority within ``max_drop`` is established at level alpha) or
-            ``inconclusive``.
+            INCONCLUSIVE.
         estimate: Candidate minus incumbent in the metric's units, or the relative difference
             (``-0.05`` = 5% lower) when ``relative``; None without an estimate.
         lower: Always-valid lower confidence bound on the difference (one-sided, level alpha).
@@ -580,8 +581,8 @@ class Comparison:
             intrinsic time of the boundary: fail when ``>= boundary``, pass when
             ``<= -boundary``.
         boundary: One-sided boundary at ``t = n_incumbent + n_candidate``.
-        p_value: Always-valid p-value of "the drop is at most max_drop" at this look (the
-            workflow keeps the running minimum); 1 before burn-in.
+        p_value: Always-valid p-value of "the drop is at most max_drop" at this look alone
+            (no earlier look is kept); 1 before burn-in.
         n_incumbent: Observations in the incumbent arm.
         n_candidate: Observations in the candidate arm.
         max_drop: The margin, in the estimate's units.
@@ -592,7 +593,7 @@ class Comparison:
         detail: One line for humans.
     """
 
-    verdict: Verdict
+    verdict: Outcome
     estimate: float | None
     lower: float | None
     upper: float | None
@@ -613,18 +614,18 @@ def _fmt(value: float, relative: bool) -> str:
     return f"{value:+.3%}" if relative else f"{value:+.5g}"
 
 
-def _decide(statistic: float, boundary: float, burned_in: bool) -> Verdict:
+def _decide(statistic: float, boundary: float, burned_in: bool) -> Outcome:
     if not burned_in:
-        return "inconclusive"
+        return Outcome.INCONCLUSIVE
     if statistic >= boundary:
-        return "fail"
+        return Outcome.FAIL
     if -statistic >= boundary:
-        return "pass"
-    return "inconclusive"
+        return Outcome.PASS
+    return Outcome.INCONCLUSIVE
 
 
 def _describe(
-    verdict: Verdict,
+    verdict: Outcome,
     diff: MeanDifference,
     bounds: tuple[float, float],
     margin: float,
@@ -634,10 +635,9 @@ def _describe(
     what = "relative difference" if relative else "candidate - incumbent"
     interval = f"[{_fmt(bounds[0], relative)}, {_fmt(bounds[1], relative)}]"
     lead = {
-        "fail": "drop beyond max_drop established",
-        "pass": "non-inferiority within max_drop established",
-        "inconclusive": "not yet established either way",
-    }[verdict]
+        Outcome.FAIL: "drop beyond max_drop established",
+        Outcome.PASS: "non-inferiority within max_drop established",
+    }.get(verdict, "not yet established either way")
     se_note = " (0/1 data: standard error at the margin)" if diff.method == "null" else ""
     return (
         f"{verdict}: {lead}; {what} {_fmt(diff.estimate, relative)}, always-valid bounds "
@@ -704,7 +704,7 @@ def compare_means(
 
     def inconclusive(why: str, diff: MeanDifference | None = None) -> Comparison:
         return Comparison(
-            verdict="inconclusive",
+            verdict=Outcome.INCONCLUSIVE,
             estimate=None if diff is None else diff.estimate,
             lower=None,
             upper=None,
@@ -747,7 +747,7 @@ def compare_means(
         upper=bounds[1],
         statistic=statistic,
         boundary=boundary,
-        # Before burn-in the evidence is shown but must not enter a running minimum.
+        # Before burn-in the evidence is shown but not trusted enough for a p-value.
         p_value=always_valid_p_value(log_mg) if burned_in else 1.0,
         n_incumbent=incumbent.n,
         n_candidate=candidate.n,

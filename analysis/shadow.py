@@ -5,7 +5,7 @@ k x k table of (incumbent action, candidate action) pairs. That pairing is worth
 agreement rate is its diagonal, the Stuart-Maxwell test asks whether the two policies' action
 shares differ (marginal homogeneity) using the pairing, which is far more sensitive than
 comparing two independent samples, and JS/PSI on the two margins say by how much. Pure
-functions; thresholds are the spec's business.
+functions; `judge_shadow` turns a window and the spec's limits into the verdict.
 """
 
 from __future__ import annotations
@@ -18,8 +18,15 @@ import numpy.typing as npt
 from scipy import stats  # type: ignore[import-untyped]
 
 from analysis.drift import action_drift, agreement
+from analysis.verdicts import Outcome
 
-__all__ = ["MarginalHomogeneity", "PairedActions", "paired_actions", "stuart_maxwell"]
+__all__ = [
+    "MarginalHomogeneity",
+    "PairedActions",
+    "judge_shadow",
+    "paired_actions",
+    "stuart_maxwell",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -142,3 +149,44 @@ def paired_actions(
         actions=actions,
         detail=detail,
     )
+
+
+def judge_shadow(
+    result: PairedActions,
+    *,
+    min_samples: int,
+    alpha: float,
+    min_agreement: float | None = None,
+    max_js: float | None = None,
+    max_psi: float | None = None,
+    max_out_of_support: float | None = None,
+) -> tuple[Outcome, list[str]]:
+    """The verdict of a shadow window against the rule's limits, and the findings behind it.
+
+    Fail needs evidence: an agreement rate whose Wilson upper bound is below `min_agreement`,
+    action shares that differ significantly (Stuart-Maxwell at `alpha`) *and* by more than an
+    effect size limit, or too many actions out of the incumbent's support. Pass needs evidence
+    too: the agreement's lower bound at or above the floor. Anything between, and any window of
+    fewer than `min_samples` pairs, is inconclusive.
+    """
+    if result.n < min_samples:
+        return Outcome.INCONCLUSIVE, [f"not enough pairs (need {min_samples})"]
+    significant = result.homogeneity.p_value < alpha
+    broken: list[str] = []
+    unsure: list[str] = []
+    if min_agreement is not None:
+        if result.agreement_high < min_agreement:
+            broken.append(f"agreement <= {result.agreement_high:.3f} < {min_agreement:g}")
+        elif result.agreement_low < min_agreement:
+            unsure.append(f"agreement not yet shown >= {min_agreement:g}")
+    for key, value, limit in (("js", result.js, max_js), ("psi", result.psi, max_psi)):
+        if limit is not None and value > limit:
+            (broken if significant else unsure).append(f"{key} {value:.4g} > {limit:g}")
+    share = result.out_of_support
+    if max_out_of_support is not None and share > max_out_of_support:
+        broken.append(f"out of support {share:.2%} > {max_out_of_support:.2%}")
+    if broken:
+        return Outcome.FAIL, broken
+    if unsure:
+        return Outcome.INCONCLUSIVE, unsure
+    return Outcome.PASS, []

@@ -88,7 +88,7 @@ def judge_one(rows: int, seed: int, truth: float, true_difference: float, tally:
     candidate = load_artifact(CANDIDATE).action_probabilities(draw.contexts)
     result = evaluate(log, candidate, ACTIONS, RULE)
     tally.runs += 1
-    tally.refused += result.verdict == "refused"
+    tally.refused += bool(result.refusals)
     for name in ESTIMATORS:
         value, difference = result.values[name], result.differences[name]
         tally.errors[name].append(value.value - truth)

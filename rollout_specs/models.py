@@ -7,24 +7,41 @@ and the fix. A spec that loads is a spec the workflow can run to the end.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    Tag,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapSerializer,
+    WrapValidator,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticKnownError
 
 from rollout_specs.auth import Auth, SecretRef, refuse_credentials_in_url
+from rollout_specs.backends import (
+    BackendDeclarationError,
+    MonitoringBackend,
+    UnknownBackendType,
+    monitoring_backend,
+    monitoring_backends,
+    router_backend,
+    router_backends,
+)
 from rollout_specs.durations import Duration
 from rollout_specs.templates import (
     TEMPLATE_VARIABLES,
@@ -35,7 +52,6 @@ from rollout_specs.templates import (
 
 __all__ = [
     "API_VERSION",
-    "BUILTIN_METRICS",
     "MAX_QUERY_LENGTH",
     "NAME_HINT",
     "NAME_PATTERN",
@@ -43,12 +59,16 @@ __all__ = [
     "SLUG_PATTERN",
     "TEXT_HINT",
     "TEXT_PATTERN",
+    "TRIGGER_KINDS",
     "URI_HINT",
     "URI_PATTERN",
     "URL_PATTERN",
     "VERSION_HINT",
     "VERSION_PATTERN",
     "Approval",
+    "BudgetTrigger",
+    "CompareTrigger",
+    "DriftTrigger",
     "Guardrails",
     "HttpMonitoring",
     "HttpRouter",
@@ -66,10 +86,15 @@ __all__ = [
     "RolloutSpecBody",
     "RouterConfig",
     "ShadowRule",
+    "ShadowTrigger",
     "Stage",
     "StageMode",
     "Threshold",
+    "ThresholdTrigger",
+    "TriggerBase",
+    "TriggerKind",
     "Webhook",
+    "trigger_kind_of",
     "workflow_id_for",
 ]
 
@@ -245,8 +270,81 @@ class HttpMonitoring(SpecModel):
     """Credentials for the endpoint, read by the worker."""
 
 
-RouterConfig = Annotated[HttpRouter, Field(discriminator="type")]
-MonitoringConfig = Annotated[PrometheusMonitoring | HttpMonitoring, Field(discriminator="type")]
+_UNKNOWN_TAG = (
+    "Input tag '{tag}' found using {discriminator} does not match any of the expected tags: "
+    "{expected_tags}"
+)
+
+
+def _declared_block(
+    builtin: tuple[type[SpecModel], ...],
+    lookup: Callable[[str], Any],
+    installed: Callable[[], Mapping[str, Any]],
+) -> tuple[WrapValidator, WrapSerializer]:
+    """Validation and serialization of a backend block: built-in models, else the declaration.
+
+    A built-in `type` goes through the static discriminated union (its errors and the JSON
+    schema stay pydantic's own); any other `type` is validated by the config model that the
+    installed declaration of that type brings (rollout_specs/backends.py), so a plugin's block is
+    as strict as a built-in one. An unknown type is pydantic's `union_tag_invalid`, listing every
+    installed type.
+    """
+    tags = frozenset(typing.get_args(model.model_fields["type"].annotation)[0] for model in builtin)
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        tag = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+        if not isinstance(tag, str) or tag in tags:
+            return handler(value)
+        try:
+            config: type[BaseModel] = lookup(tag).config
+        except UnknownBackendType:
+            raise PydanticCustomError(
+                "union_tag_invalid",
+                _UNKNOWN_TAG,
+                {
+                    "discriminator": "'type'",
+                    "tag": tag,
+                    "expected_tags": ", ".join(map(repr, installed())),
+                },
+            ) from None
+        except BackendDeclarationError as exc:
+            raise ValueError(str(exc)) from exc
+        return value if isinstance(value, config) else config.model_validate(value)
+
+    def serialize(
+        value: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> Any:
+        if isinstance(value, builtin) or not isinstance(value, BaseModel):
+            return handler(value)
+        return value.model_dump(
+            mode=info.mode,
+            by_alias=bool(info.by_alias),
+            exclude_unset=info.exclude_unset,
+            exclude_defaults=info.exclude_defaults,
+            exclude_none=info.exclude_none,
+            round_trip=info.round_trip,
+        )
+
+    return WrapValidator(validate), WrapSerializer(serialize)
+
+
+_router_validator, _router_serializer = _declared_block(
+    (HttpRouter,), router_backend, router_backends
+)
+_monitoring_validator, _monitoring_serializer = _declared_block(
+    (PrometheusMonitoring, HttpMonitoring), monitoring_backend, monitoring_backends
+)
+RouterConfig = Annotated[
+    HttpRouter, Field(discriminator="type"), _router_validator, _router_serializer
+]
+"""The `router` block: a built-in type, or one an installed plugin declares (docs/plugins.md)."""
+MonitoringConfig = Annotated[
+    PrometheusMonitoring | HttpMonitoring,
+    Field(discriminator="type"),
+    _monitoring_validator,
+    _monitoring_serializer,
+]
+"""The `monitoring` block: a built-in type, or one an installed plugin declares."""
 
 
 class StageMode(StrEnum):
@@ -716,91 +814,67 @@ class ShadowRule(SpecModel):
 STATISTICAL_MODES = [StageMode.SPLIT]
 """Statistical triggers compare arms that both serve: they judge split stages by default."""
 
+TriggerKind = Literal["threshold", "compare", "budget", "drift", "shadow"]
+"""The kinds of rollback trigger; each names the key that selects it (`query` with `threshold`
+for a threshold trigger)."""
 
-_KINDS = ("compare", "budget", "drift", "shadow")
+_RULE_KEYS = ("compare", "budget", "drift", "shadow")
+"""The keys that each select one kind of trigger on their own."""
+_KIND_KEYS = ("query", "threshold", *_RULE_KEYS)
+"""Every key that belongs to one kind only; the kinds' shared keys are the base's fields."""
+_KIND_OF_KEY: dict[str, TriggerKind] = {
+    "query": "threshold",
+    "compare": "compare",
+    "budget": "budget",
+    "drift": "drift",
+    "shadow": "shadow",
+}
+"""The kind each kind-selecting key stands for."""
 
 
-class RollbackTrigger(SpecModel):
-    """What rolls the candidate back: a query and threshold, a comparison, or a budget."""
+class TriggerBase(SpecModel):
+    """What every rollback trigger has, and what the rest of lockgate may ask of any kind.
 
-    model_config = ConfigDict(
-        json_schema_extra=_one_of_keys(
-            ("query", "threshold"), *((kind,) for kind in ("compare", "budget", "drift", "shadow"))
-        )
-    )
+    Each kind states, once, how it is treated elsewhere: whether it spends alpha, whether it
+    compares the arms, which per-arm metrics it reads, how its value is labelled and which
+    limit a plot draws. Nothing outside the kind looks at its rule to guess these.
+    """
+
+    kind: ClassVar[TriggerKind]
+    """The kind's name, as the spec, the logs and the report show it."""
+    statistical: ClassVar[bool] = False
+    """Whether the trigger spends a share of the rollout's alpha (a sequential test)."""
+    compares_arms: ClassVar[bool] = True
+    """Whether the trigger judges the candidate against the incumbent; at 100% with no scope
+    no incumbent traffic is left, so such a trigger sits that stage out."""
+    value_label: ClassVar[str] = "value"
+    """What the judged value is, for the y axis of the trigger's plot."""
 
     name: Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)]
     """Trigger name, unique in the spec; shown with every verdict."""
-    query: Query | None = None
-    """Query for the monitoring backend, with {{variable}} placeholders (with `threshold`)."""
-    threshold: Threshold | None = None
-    """The healthy range of the query's value (`above`/`below`); goes with `query`."""
-    compare: CompareRule | None = None
-    """Roll back when the candidate is shown worse than the incumbent on a metric (a
-    sequential test; split stages by default)."""
-    budget: BudgetRule | None = None
-    """Roll back when the reward the candidate costs may exceed a cap (split stages by
-    default)."""
-    drift: DriftRule | None = None
-    """Roll back when the candidate's action distribution drifts from the incumbent's
-    (Prometheus monitoring only)."""
-    shadow: ShadowRule | None = None
-    """Roll back when the candidate's would-be actions disagree with the incumbent's on the same
-    shadow requests (shadow stages only; Prometheus monitoring only)."""
     failure_limit: Annotated[int, Field(ge=1, le=1000)] = 1
     """Consecutive failing checks that roll back. Default 1; at most 1000 (more never fires)."""
     modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
         default_factory=lambda: [StageMode.SHADOW, StageMode.SPLIT]
     )
-    """Stage modes this trigger judges. Default both for query triggers, split for compare and
-    budget (in shadow the candidate serves nothing, so it has no outcomes to compare)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _statistical_modes(cls, data: object) -> object:
-        if isinstance(data, dict) and "modes" not in data:
-            if "compare" in data or "budget" in data:
-                return {**data, "modes": [m.value for m in STATISTICAL_MODES]}
-            if "shadow" in data:
-                return {**data, "modes": [StageMode.SHADOW.value]}
-        return data
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> RollbackTrigger:
-        kinds = [k for k in (*_KINDS, "query") if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            raise ValueError(
-                "a trigger is one of: `query` with `threshold`, `compare`, `budget`, `drift` or "
-                f"`shadow`; this one has {' and '.join(kinds) or 'none of them'}"
-            )
-        if (self.query is None) != (self.threshold is None):
-            raise ValueError("`query` and `threshold` go together; give both")
-        if self.shadow is not None and self.modes != [StageMode.SHADOW]:
-            raise ValueError(
-                "a shadow trigger judges paired shadow decisions only; set modes: [shadow]"
-            )
-        return self
+    """Stage modes this trigger judges. Default both shadow and split."""
 
     @property
-    def kind(self) -> str:
-        """`threshold`, `compare`, `budget`, `drift` or `shadow`."""
-        for kind in _KINDS:
-            if getattr(self, kind) is not None:
-                return kind
-        return "threshold"
+    def arm_metrics(self) -> tuple[str, ...]:
+        """The per-arm metrics the trigger reads, so a check fetches their definitions."""
+        return ()
 
-    @property
-    def statistical(self) -> bool:
-        """Whether the trigger spends a share of the rollout's alpha (a sequential test)."""
-        return self.kind in ("compare", "budget")
+    def limit(self) -> Threshold | None:
+        """The limit a plot of the trigger's values draws, in the judged value's units."""
+        return None
 
     def applies_to(self, stage: Stage) -> bool:
         """Whether this trigger judges `stage`.
 
-        A shadow stage has no candidate outcomes, and a statistical trigger compares two arms:
-        at 100% with no scope there is no incumbent traffic left to compare with.
+        A shadow stage has no candidate outcomes, and a trigger that compares the arms has no
+        incumbent traffic left at 100% with no scope.
         """
-        if self.kind != "threshold" and stage.percent == 100 and not stage.scope:
+        if self.compares_arms and stage.percent == 100 and not stage.scope:
             return False
         return stage.mode in self.modes
 
@@ -814,10 +888,207 @@ class RollbackTrigger(SpecModel):
             )
         return modes
 
+
+class ThresholdTrigger(TriggerBase):
+    """A query's value against a fixed healthy range: the simplest rule, for any monitoring."""
+
+    kind: ClassVar[Literal["threshold"]] = "threshold"
+    compares_arms: ClassVar[bool] = False
+
+    query: Query
+    """Query for the monitoring backend, with {{variable}} placeholders (with `threshold`)."""
+    threshold: Threshold
+    """The healthy range of the query's value (`above`/`below`); goes with `query`."""
+
+    def limit(self) -> Threshold | None:
+        """The healthy range itself."""
+        return self.threshold
+
     @field_validator("query")
     @classmethod
-    def _known_variables(cls, query: str | None) -> str | None:
-        return query if query is None else _check_template(query, per_arm=False)
+    def _known_variables(cls, query: str) -> str:
+        return _check_template(query, per_arm=False)
+
+
+class CompareTrigger(TriggerBase):
+    """The candidate against the incumbent on a metric, by an always-valid sequential test."""
+
+    kind: ClassVar[Literal["compare"]] = "compare"
+    statistical: ClassVar[bool] = True
+    value_label: ClassVar[str] = "candidate - incumbent"
+
+    compare: CompareRule
+    """Roll back when the candidate is shown worse than the incumbent on a metric (a
+    sequential test; split stages by default)."""
+    modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
+        default_factory=lambda: list(STATISTICAL_MODES)
+    )
+    """Stage modes this trigger judges. Default split: in shadow the candidate serves nothing,
+    so it has no outcomes to compare."""
+
+    @property
+    def arm_metrics(self) -> tuple[str, ...]:
+        """The compared metric."""
+        return (self.compare.metric,)
+
+    def limit(self) -> Threshold | None:
+        """The tolerated drop, below which the difference rolls back."""
+        return Threshold(below=-self.compare.max_drop)
+
+
+class BudgetTrigger(TriggerBase):
+    """A cap on the reward the candidate may have cost, bounded always-validly."""
+
+    kind: ClassVar[Literal["budget"]] = "budget"
+    statistical: ClassVar[bool] = True
+    value_label: ClassVar[str] = "reward loss"
+
+    budget: BudgetRule
+    """Roll back when the reward the candidate costs may exceed a cap (split stages by
+    default)."""
+    modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
+        default_factory=lambda: list(STATISTICAL_MODES)
+    )
+    """Stage modes this trigger judges. Default split: in shadow the candidate serves nothing,
+    so it costs no reward."""
+
+    @property
+    def arm_metrics(self) -> tuple[str, ...]:
+        """The metric whose loss is capped."""
+        return (self.budget.metric,)
+
+    def limit(self) -> Threshold | None:
+        """The budget, above which the possible loss rolls back."""
+        return Threshold(above=self.budget.max_reward_loss)
+
+
+class DriftTrigger(TriggerBase):
+    """The candidate's action distribution against the incumbent's, by divergence."""
+
+    kind: ClassVar[Literal["drift"]] = "drift"
+    value_label: ClassVar[str] = "Jensen-Shannon divergence"
+
+    drift: DriftRule
+    """Roll back when the candidate's action distribution drifts from the incumbent's
+    (Prometheus monitoring only)."""
+
+    def limit(self) -> Threshold | None:
+        """The largest tolerated JS divergence, when the rule sets one (the plotted value)."""
+        return None if self.drift.max_js is None else Threshold(above=self.drift.max_js)
+
+
+class ShadowTrigger(TriggerBase):
+    """The candidate's would-be actions against the incumbent's on the same shadow requests."""
+
+    kind: ClassVar[Literal["shadow"]] = "shadow"
+    value_label: ClassVar[str] = "agreement with the incumbent"
+
+    shadow: ShadowRule
+    """Roll back when the candidate's would-be actions disagree with the incumbent's on the same
+    shadow requests (shadow stages only; Prometheus monitoring only)."""
+    modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
+        default_factory=lambda: [StageMode.SHADOW]
+    )
+    """Stage modes this trigger judges: shadow, the default and the only one allowed."""
+
+    def limit(self) -> Threshold | None:
+        """The smallest tolerated agreement, when the rule sets one (the plotted value)."""
+        floor = self.shadow.min_agreement
+        return None if floor is None else Threshold(below=floor)
+
+    @model_validator(mode="after")
+    def _shadow_only(self) -> ShadowTrigger:
+        if self.modes != [StageMode.SHADOW]:
+            raise ValueError(
+                "a shadow trigger judges paired shadow decisions only; set modes: [shadow]"
+            )
+        return self
+
+
+TRIGGER_KINDS: dict[TriggerKind, type[TriggerBase]] = {
+    kind.kind: kind
+    for kind in (ThresholdTrigger, CompareTrigger, BudgetTrigger, DriftTrigger, ShadowTrigger)
+}
+"""Every kind of trigger by its name: what the spec's union, the judges and the tests cover."""
+_TRIGGER_KEYS = frozenset(key for kind in TRIGGER_KINDS.values() for key in kind.model_fields)
+
+
+def _rule_keys(data: dict[Any, Any]) -> list[str]:
+    """The kind-selecting keys a trigger mapping holds (`query` stands for a threshold trigger)."""
+    return [key for key in (*_RULE_KEYS, "query") if key in data]
+
+
+def trigger_kind_of(data: object) -> TriggerKind | None:
+    """The kind of a trigger: an instance's own, or the one kind key a mapping holds.
+
+    This is the union's discriminator: a mapping with no kind key or with several has none.
+    """
+    if isinstance(data, TriggerBase):
+        return data.kind
+    if isinstance(data, dict):
+        keys = _rule_keys(data)
+        if len(keys) == 1:
+            return _KIND_OF_KEY[keys[0]]
+    return None
+
+
+def _kind_problem(data: dict[Any, Any]) -> str | None:
+    """Why a trigger mapping is not exactly one kind, or None when it is."""
+    keys = _rule_keys(data)
+    if len(keys) != 1:
+        return (
+            "a trigger is one of: `query` with `threshold`, `compare`, `budget`, `drift` or "
+            f"`shadow`; this one has {' and '.join(keys) or 'none of them'}"
+        )
+    if ("query" in data) != ("threshold" in data):
+        return "`query` and `threshold` go together; give both"
+    return None
+
+
+def _validated_trigger(data: object) -> object:
+    """Validate a trigger as the kind its keys select, with errors at the paths the engineer wrote.
+
+    Keys of other kinds that are null are dropped first: specs recorded in workflow histories
+    carry every kind's key, the unused ones as null. The chosen kind validates the rest here,
+    because pydantic's tagged union would put the kind's tag into every error's location
+    (`rollback_triggers[0].compare.compare.metric`); the discriminator then only routes the
+    finished instance. A mapping that is not one kind reports that, with any unknown key.
+    """
+    if isinstance(data, TriggerBase):
+        return data
+    if not isinstance(data, dict):
+        raise PydanticKnownError("dict_type")
+    given = {k: v for k, v in data.items() if not (k in _KIND_KEYS and v is None)}
+    problem = _kind_problem(given)
+    if problem is None:
+        kind = trigger_kind_of(given)
+        assert kind is not None  # one kind key, checked by _kind_problem
+        return TRIGGER_KINDS[kind].model_validate(given)
+    unknown: list[InitErrorDetails] = [
+        InitErrorDetails(type="extra_forbidden", loc=(key,), input=value)
+        for key, value in given.items()
+        if key not in _TRIGGER_KEYS and isinstance(key, str)
+    ]
+    kind_error = PydanticCustomError("lockgate_trigger_kind", "{message}", {"message": problem})
+    raise ValidationError.from_exception_data(
+        "RollbackTrigger", [*unknown, InitErrorDetails(type=kind_error, loc=(), input=data)]
+    )
+
+
+RollbackTrigger = Annotated[
+    Annotated[ThresholdTrigger, Tag("threshold")]
+    | Annotated[CompareTrigger, Tag("compare")]
+    | Annotated[BudgetTrigger, Tag("budget")]
+    | Annotated[DriftTrigger, Tag("drift")]
+    | Annotated[ShadowTrigger, Tag("shadow")],
+    Discriminator(trigger_kind_of),
+    BeforeValidator(_validated_trigger),
+    Field(
+        description="One rollback trigger: `query` with `threshold`, or `compare`, `budget`, "
+        "`drift` or `shadow`, with a `name` and optional `failure_limit` and `modes`."
+    ),
+]
+"""What rolls the candidate back: one kind of trigger, told apart by the key it holds."""
 
 
 def _triggers_required(schema: dict[str, Any]) -> None:
@@ -969,22 +1240,23 @@ class RolloutSpecBody(SpecModel):
                     f"trigger name {trigger.name!r} is used twice; rename one",
                 )
             names.add(trigger.name)
+        try:
+            backend = self.monitoring_backend()
+        except UnknownBackendType as exc:  # only a model built without validation gets here
+            yield rule_error("monitoring.type", str(exc).removeprefix("spec.monitoring.type: "))
+            return
         known = self.known_metrics()
         for index, trigger in enumerate(self.rollback_triggers):
-            by_label = trigger.drift is not None or trigger.shadow is not None
-            if by_label and self.monitoring.type != "prometheus":
-                yield rule_error(
-                    f"rollback_triggers[{index}].{trigger.kind}",
-                    f"a {trigger.kind} trigger reads decisions by action, which needs Prometheus "
-                    "monitoring; the http provider answers one number per query",
-                )
-            rule = trigger.compare or trigger.budget
-            if rule is not None and rule.metric not in known:
-                yield rule_error(
-                    f"rollback_triggers[{index}].{trigger.kind}.metric",
-                    f"unknown metric {rule.metric!r}; define it in spec.metrics or use one of "
-                    f"{', '.join(known)}",
-                )
+            problem = _missing_capability(trigger, backend)
+            if problem is not None:
+                yield rule_error(f"rollback_triggers[{index}].{trigger.kind}", problem)
+            for metric in trigger.arm_metrics:
+                if metric not in known:
+                    yield rule_error(
+                        f"rollback_triggers[{index}].{trigger.kind}.metric",
+                        f"unknown metric {metric!r}; define it in spec.metrics or use one of "
+                        f"{', '.join(known)}",
+                    )
         yield from self._check_stage_triggers(known)
 
     def _check_stage_triggers(self, known: list[str]) -> Iterator[PydanticCustomError]:
@@ -1036,16 +1308,29 @@ class RolloutSpecBody(SpecModel):
             f"traffic is left to compare with, so {silence}; {fix}"
         )
 
+    def monitoring_backend(self) -> MonitoringBackend:
+        """The declaration of the monitoring type: its capabilities and built-in metrics.
+
+        Raises:
+            UnknownBackendType: No installed declaration has this type; the message names
+                `spec.monitoring.type` and the known types.
+        """
+        return monitoring_backend(self.monitoring.type)
+
     def metric(self, name: str) -> ArmMetric:
-        """The metric `name`: from spec.metrics, else built in for the monitoring type."""
-        found = self.metrics.get(name) or BUILTIN_METRICS[self.monitoring.type].get(name)
+        """The metric `name`: from spec.metrics, else built in for the monitoring type.
+
+        Raises:
+            KeyError: No metric has that name.
+        """
+        found = self.metrics.get(name) or self.monitoring_backend().metrics.get(name)
         if found is None:
             raise KeyError(name)
         return found
 
     def known_metrics(self) -> list[str]:
         """Every metric name a trigger or gate may use."""
-        return sorted({*self.metrics, *BUILTIN_METRICS[self.monitoring.type]})
+        return sorted({*self.metrics, *self.monitoring_backend().metrics})
 
     def trigger_alpha(self, trigger: RollbackTrigger) -> float:
         """The trigger's share of the rollout's alpha (Bonferroni over statistical triggers)."""
@@ -1082,50 +1367,27 @@ def workflow_id_for(target: str) -> str:
     return f"rollout-{target}"
 
 
-# Built-in per-arm metrics: the reference gateway's counters, per monitoring type. A spec can
-# name them in statistical triggers without defining them; spec.metrics overrides or adds.
-_ARM = 'target="{{target}}",version="{{version}}"'
+def _missing_capability(trigger: RollbackTrigger, backend: MonitoringBackend) -> str | None:
+    """Why `backend` cannot answer what `trigger` reads, from the backend's own declaration."""
+    # Only a refusal reads the other declarations (entry points); a capable backend never does.
+    if trigger.kind == "drift" and not backend.by_label:
+        capable = [b.label for b in _installed() if b.by_label]
+    elif trigger.kind == "shadow" and not backend.pairs:
+        capable = [b.label for b in _installed() if b.pairs]
+    else:
+        return None
+    return (
+        f"a {trigger.kind} trigger reads decisions by action, which needs "
+        f"{' or '.join(capable) or 'by-action'} monitoring; the {backend.type} provider "
+        f"{backend.answers}"
+    )
 
 
-def _increase(metric: str) -> str:
-    return f"sum(increase({metric}{{{_ARM}}}[{{{{stage_window}}}}]))"
+def _installed() -> list[MonitoringBackend]:
+    """The installed monitoring declarations, for naming the ones that can do what is asked."""
+    try:
+        return list(monitoring_backends().values())
+    except BackendDeclarationError:  # a broken plugin must not hide the built-in advice
+        from rollout_specs.builtin_backends import PROVIDERS
 
-
-def _stats(stat: str) -> str:
-    return f"{stat} target={{{{target}}}} version={{{{version}}}} window={{{{stage_window}}}}"
-
-
-_ERRORS = f"({_increase('lockgate_decision_errors_total')} or vector(0))"
-_VIOLATIONS = f"({_increase('lockgate_guardrail_violations_total')} or vector(0))"
-_DECISIONS = _increase("lockgate_decisions_total")
-
-BUILTIN_METRICS: dict[str, dict[str, ArmMetric]] = {
-    "prometheus": {
-        "reward": ArmMetric(
-            count=_increase("lockgate_rewarded_decisions_total"),
-            total=_increase("lockgate_rewards_total"),
-            total_squares=_increase("lockgate_reward_squares_total"),
-        ),
-        # Errors per attempt: an attempt that failed counts no decision, so count both.
-        "errors": ArmMetric(
-            count=f"{_DECISIONS} + {_ERRORS}", total=_ERRORS, higher_is_better=False
-        ),
-        "guardrail_violations": ArmMetric(
-            count=_DECISIONS, total=_VIOLATIONS, higher_is_better=False
-        ),
-    },
-    "http": {
-        "reward": ArmMetric(
-            count=_stats("rewarded"),
-            total=_stats("reward_sum"),
-            total_squares=_stats("reward_squares"),
-        ),
-        "errors": ArmMetric(
-            count=_stats("decisions"), total=_stats("errors"), higher_is_better=False
-        ),
-        "guardrail_violations": ArmMetric(
-            count=_stats("decisions"), total=_stats("guardrail_violations"), higher_is_better=False
-        ),
-    },
-}
-"""Built-in metrics by monitoring type (the gateway's metric names and stats)."""
+        return list(PROVIDERS.values())

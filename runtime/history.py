@@ -40,7 +40,7 @@ from activities.contracts import (
 from rollout_specs import RolloutSpec, workflow_id_for
 from runtime.rollouts import describe_rollout, query_status
 from workflows.messages import RolloutInput, RolloutResult, StatusResult
-from workflows.state import AuditEntry, Phase, RolloutState
+from workflows.state import AuditAction, AuditEntry, Phase, RolloutState
 from workflows.visibility import PHASE
 
 __all__ = [
@@ -399,7 +399,7 @@ def _rebuilt_state(
             AuditEntry(
                 at=latest.started_at,
                 actor=start.submitted_by,
-                action="submitted",
+                action=AuditAction.SUBMITTED,
                 reason=f"rollout {start.spec.metadata.name}",
                 stage=start.spec.spec.stages[0].name,
             )

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from workflows.state import Phase
+
 __all__ = [
     "ExitCode",
     "outcome_of",
@@ -63,14 +65,13 @@ class ExitCode(IntEnum):
         return self.name.lower()
 
 
-_TERMINAL = {
-    "completed": ExitCode.COMPLETED,
-    "rolled_back": ExitCode.ROLLED_BACK,
-    "abandoned": ExitCode.ABANDONED,
+_TERMINAL: dict[str, ExitCode] = {
+    Phase.COMPLETED: ExitCode.COMPLETED,
+    Phase.ROLLED_BACK: ExitCode.ROLLED_BACK,
+    Phase.ABANDONED: ExitCode.ABANDONED,
 }
-"""Terminal phases (by their string value) and their codes."""
-_ESCALATED = "escalated"
-_HELD = "held"
+"""Terminal phases and their codes; looked up by the phase's string, as search attributes and
+JSON carry it."""
 
 
 def outcome_of(
@@ -87,7 +88,7 @@ def outcome_of(
         return _TERMINAL[value]
     if until_terminal:
         return None
-    if value == _ESCALATED or escalation:
+    if value == Phase.ESCALATED or escalation:
         return ExitCode.NEEDS_HUMAN
     return None
 
@@ -101,6 +102,6 @@ def outcome_on_timeout(phase: str | None, *, escalation: str | None = None) -> E
     value = None if phase is None else str(phase)
     if value in _TERMINAL:  # the last look already ended it
         return _TERMINAL[value]
-    if value in (_ESCALATED, _HELD) or escalation:
+    if value in (Phase.ESCALATED, Phase.HELD) or escalation:
         return ExitCode.NEEDS_HUMAN
     return ExitCode.TIMED_OUT

@@ -39,10 +39,13 @@ from activities.redaction import redact
 from activities.registry import build_provider, build_router
 from rollout_specs import (
     ArmMetric,
+    DriftTrigger,
     RolloutSpec,
     RouterConfig,
+    ShadowTrigger,
     StageMode,
     TemplateError,
+    ThresholdTrigger,
     render,
 )
 
@@ -237,28 +240,26 @@ async def _check_monitoring(
     probes: list[Awaitable[None]] = []
     for index, trigger in enumerate(body.rollback_triggers):
         where = f"spec.rollback_triggers[{index}]"
-        if trigger.query is not None:
+        if isinstance(trigger, ThresholdTrigger):
             probes.append(
                 _probe(report, trigger.name, f"{where}.query",
                        _single(provider, trigger.query, variables))
             )  # fmt: skip
-        for rule_name, rule in (("compare", trigger.compare), ("budget", trigger.budget)):
-            if rule is None:
-                continue
-            metric = body.metric(rule.metric)
+        for name in trigger.arm_metrics:
+            metric = body.metric(name)
             for version in (variables["incumbent"], variables["candidate"]):
                 probes.append(
-                    _probe(report, trigger.name, f"{where}.{rule_name}.metric",
+                    _probe(report, trigger.name, f"{where}.{trigger.kind}.metric",
                            _arm(provider, metric, variables, version))
                 )  # fmt: skip
-        if trigger.drift is not None:
+        if isinstance(trigger, DriftTrigger):
             for version in (variables["incumbent"], variables["candidate"]):
                 values = {**variables, "version": version}
                 probes.append(
                     _probe(report, trigger.name, f"{where}.drift.by_action",
                            _by(provider, trigger.drift.by_action, values))
                 )  # fmt: skip
-        if trigger.shadow is not None:
+        if isinstance(trigger, ShadowTrigger):
             probes.append(
                 _probe(report, trigger.name, f"{where}.shadow.pairs",
                        _pairs(provider, trigger.shadow.pairs, variables))

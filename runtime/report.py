@@ -27,9 +27,18 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from activities.contracts import Outcome, TriggerVerdict
-from rollout_specs import AdvanceWhen, RollbackTrigger, Stage, StageMode, Threshold, format_duration
+from rollout_specs import (
+    AdvanceWhen,
+    CompareTrigger,
+    RollbackTrigger,
+    Stage,
+    StageMode,
+    Threshold,
+    ThresholdTrigger,
+    format_duration,
+)
 from runtime.history import RecordedCheck, RolloutRecord
-from workflows.state import AuditEntry, RolloutState
+from workflows.state import AuditAction, AuditEntry, RolloutState
 
 __all__ = ["render_report", "trigger_plot"]
 
@@ -43,13 +52,8 @@ OUTCOME_COLOURS = {
 
 _date2num = cast(Callable[[datetime], float], mdates.date2num)  # untyped in matplotlib
 
-_Y_LABELS = {
-    "threshold": "value",
-    "compare": "candidate - incumbent",
-    "budget": "reward loss",
-    "drift": "Jensen-Shannon divergence",
-    "shadow": "agreement with the incumbent",
-}
+_MOMENT_COLOUR = "#6a1b9a"
+"""The line at the decisive moment (rollback or promotion), distinct from every outcome."""
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -80,7 +84,6 @@ class _Moment:
 
     at: datetime
     label: str
-    colour: str
 
 
 def render_report(record: RolloutRecord, *, generated_at: datetime) -> str:
@@ -154,7 +157,7 @@ def trigger_plot(
     return _plot(
         _Axes(
             title=f"{trigger.name} ({trigger.kind})",
-            y_label=_Y_LABELS.get(trigger.kind, "value"),
+            y_label=trigger.value_label,
             lines=_threshold_lines(_threshold(trigger, [v for _, v in verdicts])),
         ),
         verdicts,
@@ -177,7 +180,7 @@ def _gate_plot(
     return _plot(
         _Axes(
             title=f"{stage.name}: advance_when non_inferior {gate.non_inferior}",
-            y_label=_Y_LABELS["compare"],
+            y_label=CompareTrigger.value_label,
             # The gate passes once the interval's lower bound clears -margin.
             lines=[(-gate.margin, f"advances when the lower bound is above {-gate.margin:g}")],
         ),
@@ -206,7 +209,7 @@ def _plot(
     *,
     salt: str,
 ) -> str:
-    marked = _Moment(moment[0], moment[1], "#6a1b9a") if moment else None
+    marked = _Moment(moment[0], moment[1]) if moment else None
     with matplotlib.rc_context(
         {
             "svg.fonttype": "none",  # text stays text: smaller, searchable, no glyph paths
@@ -277,17 +280,9 @@ def _draw_series(axes: Axes, verdicts: Sequence[tuple[datetime, TriggerVerdict]]
 
 
 def _threshold(trigger: RollbackTrigger, verdicts: Sequence[TriggerVerdict]) -> Threshold | None:
-    """The threshold the judge used (recorded with each verdict), else the spec's."""
+    """The threshold the judge used (recorded with each verdict), else the trigger kind's limit."""
     recorded = next((v.threshold for v in verdicts if v.threshold is not None), None)
-    if recorded is not None:
-        return recorded
-    if trigger.threshold is not None:
-        return trigger.threshold
-    if trigger.drift is not None and trigger.drift.max_js is not None:
-        return Threshold(above=trigger.drift.max_js)
-    if trigger.shadow is not None and trigger.shadow.min_agreement is not None:
-        return Threshold(below=trigger.shadow.min_agreement)
-    return None
+    return recorded if recorded is not None else trigger.limit()
 
 
 def _threshold_lines(threshold: Threshold | None) -> list[tuple[float, str]]:
@@ -315,7 +310,7 @@ def _draw_marks(
                   fontsize=8, color="#424242")  # fmt: skip
     if moment is not None:
         x = _date2num(moment.at)
-        axes.axvline(x, color=moment.colour, linewidth=2, label=moment.label)
+        axes.axvline(x, color=_MOMENT_COLOUR, linewidth=2, label=moment.label)
 
 
 def _finish_axes(
@@ -353,7 +348,8 @@ def _trigger_figure(
 ) -> str:
     verdicts = [v for c in checks for v in _verdicts_of(c, trigger.name)]
     tally = _tally(verdicts)
-    rule = escape(verdicts[-1].query if verdicts and verdicts[-1].query else trigger.query or "")
+    written = trigger.query if isinstance(trigger, ThresholdTrigger) else ""
+    rule = escape(verdicts[-1].query if verdicts and verdicts[-1].query else written)
     svg = trigger_plot(
         trigger,
         checks,
@@ -408,10 +404,10 @@ def _tally(verdicts: Sequence[TriggerVerdict]) -> str:
 
 def _decisive_moment(state: RolloutState) -> _Moment | None:
     if state.rollback is not None:
-        return _Moment(state.rollback.at, f"rollback ({state.rollback.actor})", "#6a1b9a")
-    completed = next((e for e in reversed(state.audit) if e.action == "completed"), None)
+        return _Moment(state.rollback.at, f"rollback ({state.rollback.actor})")
+    completed = next((e for e in reversed(state.audit) if e.action == AuditAction.COMPLETED), None)
     if completed is not None:
-        return _Moment(completed.at, "promoted", "#00695c")
+        return _Moment(completed.at, "promoted")
     return None
 
 
@@ -428,11 +424,15 @@ def _span(start: datetime, end: datetime | None) -> str:
     return format_duration(timedelta(seconds=round((end - start).total_seconds())))
 
 
+_ENDINGS = (AuditAction.COMPLETED, AuditAction.ROLLBACK_LANDED)
+"""Audit actions that end a rollout with a route landed (an abandonment ends without one)."""
+
+
 def _header(record: RolloutRecord) -> str:
     spec, state = record.spec, record.state
     body = spec.spec
     ended = record.closed_at or next(
-        (e.at for e in reversed(state.audit) if e.action in ("completed", "rollback_landed")), None
+        (e.at for e in reversed(state.audit) if e.action in _ENDINGS), None
     )
     rows = [
         ("target", body.target),

@@ -10,6 +10,7 @@ its attempt count and last error, with or without a worker answering queries.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -26,9 +27,10 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from rollout_specs import RolloutSpec, workflow_id_for
+from workflows.commands import Command
 from workflows.messages import (
     AbandonInput,
     ControlInput,
@@ -41,7 +43,7 @@ from workflows.rollout import RolloutWorkflow
 from workflows.visibility import CANDIDATE, PHASE, starting_search_attributes
 
 __all__ = [
-    "COMMANDS",
+    "Command",
     "CommandRefused",
     "PendingActivity",
     "RolloutAlreadyRunning",
@@ -55,9 +57,6 @@ __all__ = [
     "submit_rollout",
 ]
 
-COMMANDS = ("approve", "pause", "resume", "promote", "rollback", "abandon")
-"""The human commands, each a workflow update of the same name. `abandon` (the last resort for
-a stuck rollout) takes an AbandonInput, whose `force` the others do not have."""
 WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
 """A workflow task caught on a worker that dies is handed to another after this (default 10 s):
 a rollout's checks and rollbacks stall at most about 2 s when a worker is killed mid-task. Workflow
@@ -118,46 +117,68 @@ async def describe_rollout(client: Client, target: str) -> WorkflowExecutionDesc
     try:
         return await client.get_workflow_handle(workflow_id_for(target)).describe()
     except RPCError as exc:
-        if "not found" in str(exc).lower():
+        if exc.status == RPCStatusCode.NOT_FOUND:
             raise RolloutNotFound(f"no rollout of target {target!r} was found") from exc
         raise
 
 
 async def query_status(client: Client, target: str) -> StatusResult:
-    """The full status from the workflow itself (needs a running worker within QUERY_TIMEOUT)."""
+    """The full status from the workflow itself (needs a running worker within QUERY_TIMEOUT).
+
+    QUERY_TIMEOUT bounds the whole call: the SDK applies `rpc_timeout` to each attempt and
+    retries a busy server's refusals (a full query buffer) on its own, so one query could take
+    18 s. Running out of time raises RPCError DEADLINE_EXCEEDED, like a query nobody answered.
+    """
     handle = client.get_workflow_handle_for(RolloutWorkflow.run, workflow_id_for(target))
     try:
-        return await handle.query(RolloutWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
+        async with asyncio.timeout(QUERY_TIMEOUT.total_seconds()):
+            return await handle.query(RolloutWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
+    except TimeoutError:
+        raise RPCError(
+            f"no answer to the status query within {QUERY_TIMEOUT.total_seconds():g}s",
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            b"",
+        ) from None
     except RPCError as exc:
-        if "not found" in str(exc).lower():
+        if exc.status == RPCStatusCode.NOT_FOUND:
             raise RolloutNotFound(f"no rollout of target {target!r} was found") from exc
         raise
 
 
 async def send_command(
-    client: Client, target: str, command: str, *, actor: str, reason: str, force: bool = False
+    client: Client,
+    target: str,
+    command: Command | str,
+    *,
+    actor: str,
+    reason: str,
+    force: bool = False,
 ) -> ControlResult:
-    """Send one of COMMANDS; raise CommandRefused with the rollout's reason.
+    """Send a Command, the workflow update of that name; CommandRefused carries its reason.
 
-    `force` is only for `abandon`: it ends a rollout that is not stuck too.
+    `abandon` (the last resort for a stuck rollout) takes an AbandonInput: `force` is only for
+    it, and ends a rollout that is not stuck too.
     """
-    if command not in COMMANDS:
-        raise ValueError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
+    try:
+        command = Command(command)
+    except ValueError:
+        known = ", ".join(Command)
+        raise ValueError(f"unknown command {command!r}; use one of {known}") from None
     description = await describe_rollout(client, target)
     if description.status is not WorkflowExecutionStatus.RUNNING:
         status = description.status.name.lower() if description.status else "unknown"
         raise CommandRefused(f"the rollout of {target!r} is not running ({status})")
-    if force and command != "abandon":
+    if force and command is not Command.ABANDON:
         raise ValueError(f"only abandon takes force, not {command!r}")
     payload = (
         AbandonInput(actor=actor, reason=reason, force=force)
-        if command == "abandon"
+        if command is Command.ABANDON
         else ControlInput(actor=actor, reason=reason)
     )
     handle = client.get_workflow_handle(workflow_id_for(target))
     try:
         result: ControlResult = await handle.execute_update(
-            command, payload, result_type=ControlResult
+            command.value, payload, result_type=ControlResult
         )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause

@@ -24,6 +24,7 @@ from rollout_specs import parse_duration
 from runtime.outcomes import ExitCode, outcome_of, outcome_on_timeout
 from runtime.rollouts import describe_rollout, query_status
 from workflows.messages import StatusResult
+from workflows.state import AuditAction
 from workflows.visibility import PHASE
 
 __all__ = [
@@ -176,7 +177,12 @@ class EventTracker:
         asked = state.approval_asked_at
         if asked is not None and asked != self.approval_asked_at:
             request = next(
-                (e.reason for e in reversed(state.audit) if e.action == "approval_needed"), ""
+                (
+                    e.reason
+                    for e in reversed(state.audit)
+                    if e.action == AuditAction.APPROVAL_NEEDED
+                ),
+                "",
             )
             add("approval_asked", request or f"approval asked for stage {stage}")
         if state.escalation and state.escalation != self.escalation:

@@ -8,13 +8,21 @@ produce the verdicts live in activities, so they can change without touching the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from activities.contracts import CheckResult, Outcome, TriggerVerdict
-from rollout_specs import MissingDataPolicy, RolloutSpecBody, Stage, format_duration
+from rollout_specs import Approval, MissingDataPolicy, RolloutSpecBody, Stage, format_duration
 
-__all__ = ["Action", "Assessment", "assess"]
+__all__ = [
+    "Action",
+    "Assessment",
+    "Ruling",
+    "approval_time_left",
+    "approval_timed_out",
+    "assess",
+    "judge_offline",
+]
 
 
 class Action(StrEnum):
@@ -114,6 +122,57 @@ def assess(
         elapsed,
         Assessment(Action.BAKE, f"every trigger passing; baking {remaining} more", failures, 0),
     )
+
+
+@dataclass(frozen=True)
+class Ruling:
+    """A one-off decision (an offline gate, an approval deadline): no counters to carry."""
+
+    action: Action
+    """ADVANCE, ROLLBACK or ESCALATE."""
+    reason: str
+    """What the audit trail, the rollback or the escalation says."""
+
+
+def judge_offline(stage: Stage, verdict: TriggerVerdict) -> Ruling:
+    """The offline gate judges once, so its verdict decides the stage.
+
+    A pass advances, a failure rolls back, and no verdict follows the stage's on_inconclusive
+    (roll back, or escalate: a human then promotes to override it, or rolls back).
+    """
+    if verdict.outcome is Outcome.PASS:
+        return Ruling(Action.ADVANCE, verdict.detail)
+    if verdict.outcome is Outcome.FAIL:
+        return Ruling(Action.ROLLBACK, f"offline gate failed: {verdict.detail}")
+    reason = f"the offline gate could not judge the candidate: {verdict.detail}"
+    if stage.on_inconclusive is MissingDataPolicy.ROLLBACK:
+        return Ruling(Action.ROLLBACK, reason)
+    return Ruling(Action.ESCALATE, f"{reason}; promote to override it, or roll back")
+
+
+def approval_time_left(approval: Approval, asked_at: datetime, now: datetime) -> timedelta:
+    """How long the approvers still have; zero or less means the deadline has passed.
+
+    The deadline counts from when they were first asked, across continue-as-new and restarts.
+    """
+    return asked_at + approval.timeout - now
+
+
+def approval_timed_out(stage: Stage, approvals: int) -> Ruling:
+    """Approvals missing at the deadline never advance the stage.
+
+    The stage's on_timeout decides: roll back, or escalate (a human may still approve, or roll
+    back).
+    """
+    approval = stage.approval
+    assert approval is not None, f"stage {stage.name} needs no approval"
+    reason = (
+        f"stage {stage.name} got {approvals} of {approval.required} "
+        f"approval(s) within {format_duration(approval.timeout)}"
+    )
+    if approval.on_timeout is MissingDataPolicy.ROLLBACK:
+        return Ruling(Action.ROLLBACK, reason)
+    return Ruling(Action.ESCALATE, f"{reason}; still waiting for approvals (or a rollback)")
 
 
 def _no_evidence(verdict: TriggerVerdict) -> bool:

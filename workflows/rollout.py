@@ -1,8 +1,10 @@
 """RolloutWorkflow: moves a candidate policy through the spec's stages, or rolls it back.
 
 Deterministic orchestration only. Every side effect (routing, monitoring) is an activity; the
-decision after each check comes from `progression.assess`, a pure function; time comes from
-`workflow.now()`. The state is one pydantic model carried across continue-as-new.
+decisions (after each check, an offline gate, an approval deadline) come from pure functions in
+`workflows.progression`, and which human command is taken in which phase, and what it changes,
+from `workflows.commands`; time comes from `workflow.now()`. The state is one pydantic model
+carried across continue-as-new.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         TriggerVerdict,
     )
     from rollout_specs import (
-        MissingDataPolicy,
         NotifyEvent,
         PolicyVersion,
         RolloutSpec,
@@ -45,6 +46,15 @@ with workflow.unsafe.imports_passed_through():
         format_duration,
     )
     from workflows import WORKFLOW_NAME
+    from workflows.commands import (
+        Command,
+        Effect,
+        Situation,
+        carry_out,
+        current_stage,
+        missing_actor_or_reason,
+        refusal,
+    )
     from workflows.messages import (
         AbandonInput,
         ControlInput,
@@ -53,9 +63,15 @@ with workflow.unsafe.imports_passed_through():
         RolloutResult,
         StatusResult,
     )
-    from workflows.progression import Action, assess
+    from workflows.progression import (
+        Action,
+        approval_time_left,
+        approval_timed_out,
+        assess,
+        judge_offline,
+    )
     from workflows.state import (
-        TERMINAL_PHASES,
+        AuditAction,
         AuditEntry,
         Phase,
         RollbackRequest,
@@ -160,7 +176,9 @@ class RolloutWorkflow:
         """Run the stages in order; a rollback request at any point ends in a rollback."""
         self._preempts = workflow.patched(PREEMPT)
         if request.state is None:
-            self._audit(self._submitted_by, "submitted", f"rollout {self._spec.metadata.name}")
+            self._audit(
+                self._submitted_by, AuditAction.SUBMITTED, f"rollout {self._spec.metadata.name}"
+            )
         self._publish()
         # The rollout's own course runs as a task so that `abandon` can stop it wherever it
         # waits; the task issues exactly the commands the body issued when it ran inline.
@@ -226,7 +244,7 @@ class RolloutWorkflow:
             f"{target} (the last route that landed gave the candidate "
             f"{state.live_percent:g}%); check the router's route for {target} by hand"
         )
-        self._audit(AUTOMATIC, "ended", state.outcome)
+        self._audit(AUTOMATIC, AuditAction.ENDED, state.outcome)
         self._set_phase(Phase.ABANDONED)
         self._notify(NotifyEvent.ROLLED_BACK, state.outcome)
 
@@ -313,13 +331,13 @@ class RolloutWorkflow:
             self._request_rollback(AUTOMATIC, reason)
             return False
         self._state.stage_routed = True
-        self._state.live_percent = stage.percent or 0.0 if mode is RouteMode.SPLIT else 0.0
+        self._state.live_percent = (stage.percent or 0.0) if mode is RouteMode.SPLIT else 0.0
         self._state.stages[-1].started_at = workflow.now()
         self._state.trigger_failures = {}
         self._state.no_evidence_streak = 0
         self._set_phase(Phase.PAUSED if self._state.paused_by else Phase.RUNNING)
         started = f"{mode.value} {stage.percent or 0:g}%"
-        self._audit(AUTOMATIC, "stage_started", started)
+        self._audit(AUTOMATIC, AuditAction.STAGE_STARTED, started)
         self._notify(NotifyEvent.STAGE_STARTED, f"stage {stage.name} started: {started}")
         return True
 
@@ -345,14 +363,14 @@ class RolloutWorkflow:
                 f"{approval.required} of {', '.join(approval.approvers)} must approve stage "
                 f"{stage.name} within {format_duration(approval.timeout)}"
             )
-            self._audit(AUTOMATIC, "approval_needed", asked)
+            self._audit(AUTOMATIC, AuditAction.APPROVAL_NEEDED, asked)
             self._notify(NotifyEvent.APPROVAL_NEEDED, f"approval needed: {asked}")
         self._set_phase(Phase.AWAITING_APPROVAL)
 
         def settled() -> bool:
             return state.rollback is not None or len(state.approvals) >= approval.required
 
-        remaining = state.approval_asked_at + approval.timeout - workflow.now()
+        remaining = approval_time_left(approval, state.approval_asked_at, workflow.now())
         try:
             if remaining <= timedelta():
                 raise TimeoutError
@@ -360,14 +378,11 @@ class RolloutWorkflow:
                 settled, timeout=remaining, timeout_summary=f"approval of {stage.name}"
             )
         except TimeoutError:
-            reason = (
-                f"stage {stage.name} got {len(state.approvals)} of {approval.required} "
-                f"approval(s) within {format_duration(approval.timeout)}"
-            )
-            if approval.on_timeout is MissingDataPolicy.ROLLBACK:
-                self._request_rollback(AUTOMATIC, reason)
+            ruling = approval_timed_out(stage, len(state.approvals))
+            if ruling.action is Action.ROLLBACK:
+                self._request_rollback(AUTOMATIC, ruling.reason)
                 return False
-            self._escalate(f"{reason}; still waiting for approvals (or a rollback)")
+            self._escalate(ruling.reason)
             await workflow.wait_condition(settled)
         if state.rollback is not None:
             return False
@@ -375,7 +390,7 @@ class RolloutWorkflow:
         state.approvals = []
         state.approval_asked_at = None
         state.escalation = None
-        self._audit(AUTOMATIC, "approved", f"approved by {', '.join(record.approved_by)}")
+        self._audit(AUTOMATIC, AuditAction.APPROVED, f"approved by {', '.join(record.approved_by)}")
         if state.paused_by is not None:
             self._set_phase(Phase.PAUSED)
             await workflow.wait_condition(
@@ -395,7 +410,7 @@ class RolloutWorkflow:
         state.stage_routed = True  # nothing to route: the stage is in effect
         self._set_phase(Phase.PAUSED if state.paused_by else Phase.RUNNING)
         started = f"offline evaluation ({offline.estimator.value}) on {offline.log}"
-        self._audit(AUTOMATIC, "stage_started", started)
+        self._audit(AUTOMATIC, AuditAction.STAGE_STARTED, started)
         self._notify(NotifyEvent.STAGE_STARTED, f"stage {stage.name} started: {started}")
         request = OfflineEvalInput(
             stage=stage.name,
@@ -426,22 +441,17 @@ class RolloutWorkflow:
         record.checks += 1
         state.checks_total += 1
         state.last_check = CheckResult(checked_at=workflow.now(), verdicts=[verdict])
-        if verdict.outcome is Outcome.PASS:
-            self._audit(AUTOMATIC, "offline_passed", verdict.detail, evidence=verdict)
+        ruling = judge_offline(stage, verdict)
+        if ruling.action is Action.ADVANCE:
+            self._audit(AUTOMATIC, AuditAction.OFFLINE_PASSED, ruling.reason, evidence=verdict)
             await workflow.wait_condition(
                 lambda: state.paused_by is None or state.rollback is not None
             )
             return state.rollback is None
-        if verdict.outcome is Outcome.FAIL:
-            self._request_rollback(
-                f"trigger:{verdict.trigger}", f"offline gate failed: {verdict.detail}", verdict
-            )
+        if ruling.action is Action.ROLLBACK:
+            self._request_rollback(f"trigger:{verdict.trigger}", ruling.reason, verdict)
             return False
-        reason = f"the offline gate could not judge the candidate: {verdict.detail}"
-        if stage.on_inconclusive is MissingDataPolicy.ROLLBACK:
-            self._request_rollback(f"trigger:{verdict.trigger}", reason, verdict)
-            return False
-        self._escalate(f"{reason}; promote to override it, or roll back")
+        self._escalate(ruling.reason)
         await workflow.wait_condition(
             lambda: state.rollback is not None or state.promote_requested is not None
         )
@@ -611,7 +621,7 @@ class RolloutWorkflow:
             assessment.reason,
         )
         if assessment.action is Action.ADVANCE and state.paused_by is None:
-            self._audit(AUTOMATIC, "advance", assessment.reason, evidence=result.gate)
+            self._audit(AUTOMATIC, AuditAction.ADVANCE, assessment.reason, evidence=result.gate)
         if assessment.action is Action.ROLLBACK:
             actor = f"trigger:{assessment.tripped}" if assessment.tripped else AUTOMATIC
             tripped = [v for v in result.verdicts if v.trigger == assessment.tripped]
@@ -633,7 +643,7 @@ class RolloutWorkflow:
         body = self._spec.spec
         triggers = body.triggers_for(stage)
         gate = stage.advance_when
-        metrics = {rule.metric for t in triggers if (rule := t.compare or t.budget) is not None}
+        metrics = {metric for t in triggers for metric in t.arm_metrics}
         if gate is not None:
             metrics.add(gate.non_inferior)
         check = CheckInput(
@@ -704,7 +714,7 @@ class RolloutWorkflow:
         self._state.live_percent = 0.0
         incumbent = self._spec.spec.incumbent.version
         self._state.outcome = f"rolled back to {incumbent} by {request.actor}: {request.reason}"
-        self._audit(AUTOMATIC, "rollback_landed", self._state.outcome)
+        self._audit(AUTOMATIC, AuditAction.ROLLBACK_LANDED, self._state.outcome)
         self._set_phase(Phase.ROLLED_BACK)
         self._notify(NotifyEvent.ROLLED_BACK, self._state.outcome)
 
@@ -716,7 +726,7 @@ class RolloutWorkflow:
         self._state.escalation = None
         self._state.outcome = f"{version} is the incumbent of {self._spec.spec.target}"
         self._state.live_percent = 100.0
-        self._audit(AUTOMATIC, "completed", self._state.outcome)
+        self._audit(AUTOMATIC, AuditAction.COMPLETED, self._state.outcome)
         self._set_phase(Phase.COMPLETED)
         self._notify(NotifyEvent.COMPLETED, self._state.outcome)
 
@@ -734,14 +744,14 @@ class RolloutWorkflow:
         if self._state.rollback is not None:  # the first request is the one that is carried out
             return
         self._state.rollback = RollbackRequest(actor=actor, reason=reason, at=workflow.now())
-        self._audit(actor, "rollback", reason, evidence=evidence)
+        self._audit(actor, AuditAction.ROLLBACK, reason, evidence=evidence)
         workflow.logger.warning("rollback requested by %s: %s", actor, reason)
         self._wake = True
 
     def _escalate(self, reason: str) -> None:
         workflow.logger.error("escalation: %s", reason)
         if self._state.escalation is None:
-            self._audit(AUTOMATIC, "escalated", reason)
+            self._audit(AUTOMATIC, AuditAction.ESCALATED, reason)
             self._notify(NotifyEvent.HELD, f"a human is needed: {reason}")
         self._state.escalation = reason
         if self._state.phase not in (Phase.ROLLING_BACK, Phase.PROMOTING, Phase.PAUSED):
@@ -753,7 +763,7 @@ class RolloutWorkflow:
         self._publish()
 
     def _audit(
-        self, actor: str, action: str, reason: str, evidence: TriggerVerdict | None = None
+        self, actor: str, action: AuditAction, reason: str, evidence: TriggerVerdict | None = None
     ) -> None:
         self._state.audit.append(
             AuditEntry(
@@ -767,8 +777,7 @@ class RolloutWorkflow:
         )
 
     def _current_stage(self) -> Stage:
-        stages = self._spec.spec.stages
-        return stages[min(self._state.stage_index, len(stages) - 1)]
+        return current_stage(self._spec, self._state)
 
     def _notify(self, event: NotifyEvent, text: str) -> None:
         """Tell every webhook that wants `event`, beside the rollout and never in its way.
@@ -822,180 +831,108 @@ class RolloutWorkflow:
         """The spec and the whole state, for `lockgate status` and the UI's query tab."""
         return StatusResult(spec=self._spec, state=self._state)
 
-    @workflow.update(name="pause")
+    # Every update is synchronous (it only changes state): none is ever left unfinished.
+    # The rules live in workflows.commands; the update names are Command values, the names
+    # recorded in every history.
+
+    @workflow.update(name=Command.PAUSE.value)
     def pause(self, command: ControlInput) -> ControlResult:
         """Stop advancing. Checks go on and a breach still rolls back: pausing never disarms."""
-        self._state.paused_by = self._audit_command(command, "pause")
-        self._set_phase(Phase.PAUSED)
-        self._notify(NotifyEvent.PAUSED, f"paused by {command.actor}: {command.reason}")
-        return ControlResult(
-            message="paused; checks continue, no stage will advance", phase=self._state.phase
-        )
+        return self._carry_out(Command.PAUSE, command)
 
     @pause.validator
     def _validate_pause(self, command: ControlInput) -> None:
-        self._refuse_unless_live(command, "pause")
-        if self._state.paused_by is not None:
-            by = self._state.paused_by
-            _refuse(f"already paused by {by.actor} at {by.at:%Y-%m-%d %H:%M:%S} UTC ({by.reason})")
+        self._validate(Command.PAUSE, command)
 
-    @workflow.update(name="resume")
+    @workflow.update(name=Command.RESUME.value)
     def resume(self, command: ControlInput) -> ControlResult:
         """Allow advancing again from the next passing check."""
-        self._audit_command(command, "resume")
-        self._state.paused_by = None
-        self._set_phase(Phase.ESCALATED if self._state.escalation else Phase.RUNNING)
-        return ControlResult(message="resumed", phase=self._state.phase)
+        return self._carry_out(Command.RESUME, command)
 
     @resume.validator
     def _validate_resume(self, command: ControlInput) -> None:
-        _require_actor_and_reason(command)
-        if self._state.paused_by is None:
-            _refuse(
-                f"the rollout is not paused (phase {self._state.phase.value}); nothing to resume"
-            )
+        self._validate(Command.RESUME, command)
 
-    @workflow.update(name="promote")
+    @workflow.update(name=Command.PROMOTE.value)
     def promote(self, command: ControlInput) -> ControlResult:
         """End the current stage's bake now and move to the next stage (a human's override)."""
-        self._state.promote_requested = self._audit_command(command, "promote")
-        self._wake = True
-        stage = self._current_stage().name
-        return ControlResult(message=f"stage {stage} ends now", phase=self._state.phase)
+        return self._carry_out(Command.PROMOTE, command)
 
     @promote.validator
     def _validate_promote(self, command: ControlInput) -> None:
-        self._refuse_unless_live(command, "promote")
-        if self._state.paused_by is not None:
-            _refuse("the rollout is paused; resume it before promoting")
-        if not self._state.stage_routed:
-            _refuse("the stage's traffic is still being set; try again in a moment")
-        if self._state.promote_requested is not None:
-            _refuse(f"already promoted by {self._state.promote_requested.actor}")
+        self._validate(Command.PROMOTE, command)
 
-    @workflow.update(name="approve")
+    @workflow.update(name=Command.APPROVE.value)
     def approve(self, command: ControlInput) -> ControlResult:
         """Approve the stage awaiting approval; its traffic moves once enough have approved."""
-        self._state.approvals.append(self._audit_command(command, "approve"))
-        stage = self._current_stage()
-        assert stage.approval is not None
-        missing = stage.approval.required - len(self._state.approvals)
-        message = (
-            f"approved; stage {stage.name} starts now"
-            if missing <= 0
-            else f"approved; stage {stage.name} needs {missing} more approval(s)"
-        )
-        return ControlResult(message=message, phase=self._state.phase)
+        return self._carry_out(Command.APPROVE, command)
 
     @approve.validator
     def _validate_approve(self, command: ControlInput) -> None:
-        self._refuse_unless_live(command, "approve")
-        stage = self._current_stage()
-        approval = stage.approval
-        if approval is None or self._state.approval_asked_at is None:
-            _refuse(f"nothing awaits approval: stage {stage.name} is {self._state.phase.value}")
-        assert approval is not None
-        others = [a for a in approval.approvers if a != self._submitted_by]
-        if command.actor == self._submitted_by:
-            _refuse(
-                f"four eyes: {command.actor} submitted this rollout and cannot approve it; "
-                f"ask {' or '.join(others) or 'another approver'}"
-            )
-        if command.actor not in approval.approvers:
-            _refuse(
-                f"{command.actor} is not an approver of stage {stage.name}; its approvers are "
-                f"{', '.join(approval.approvers)}"
-            )
-        if any(entry.actor == command.actor for entry in self._state.approvals):
-            _refuse(f"{command.actor} has already approved stage {stage.name}")
+        self._validate(Command.APPROVE, command)
 
-    @workflow.update(name="rollback")
+    @workflow.update(name=Command.ROLLBACK.value)
     def rollback(self, command: ControlInput) -> ControlResult:
         """Send all traffic back to the incumbent, now."""
-        _require_actor_and_reason(command)
-        self._request_rollback(command.actor, command.reason)
-        return ControlResult(message="rolling back to the incumbent", phase=self._state.phase)
+        _refuse_if(missing_actor_or_reason(command))
+        return self._carry_out(Command.ROLLBACK, command)
 
     @rollback.validator
     def _validate_rollback(self, command: ControlInput) -> None:
-        self._refuse_unless_live(command, "roll back")
+        self._validate(Command.ROLLBACK, command)
 
-    @workflow.update(name="abandon")
+    @workflow.update(name=Command.ABANDON.value)
     def abandon(self, command: AbandonInput) -> ControlResult:
         """End a stuck rollout where it is: the last resort when the router cannot be fixed.
 
         Records who and why; the main loop then cancels the work in flight and ends the
         rollout in `abandoned` without sending any route (the router is not trusted to land it).
         """
-        forced = " (forced)" if command.force else ""
-        self._abandoned = self._audit_command(command, "abandon")
-        self._abandon_forced = command.force
-        return ControlResult(
-            message=(
-                f"abandoned{forced}; lockgate stops managing {self._spec.spec.target}'s route "
-                "now, whatever the router holds"
-            ),
-            phase=self._state.phase,
-        )
+        return self._carry_out(Command.ABANDON, command)
 
     @abandon.validator
     def _validate_abandon(self, command: AbandonInput) -> None:
-        _require_actor_and_reason(command)
-        state = self._state
-        if self._abandoned is not None:
-            _refuse(f"already abandoned by {self._abandoned.actor} ({self._abandoned.reason})")
-        if state.phase in TERMINAL_PHASES:
-            _refuse(f"the rollout has ended ({state.phase.value}); nothing to abandon")
-        if command.force or self._stuck():
-            return
-        _refuse(
-            f"the rollout is not stuck (phase {state.phase.value}, no route being retried): "
-            "abandon is the last resort for a rollout that is rolling back, escalated or "
-            "retrying a route; use rollback, pause or promote, or add --force to end it anyway"
+        self._validate(Command.ABANDON, command)
+
+    def _situation(self) -> Situation:
+        return Situation(
+            spec=self._spec,
+            state=self._state,
+            submitted_by=self._submitted_by,
+            abandoned=self._abandoned,
         )
 
-    def _stuck(self) -> bool:
-        """Rolling back, escalated, or retrying a route that must land: abandon is allowed."""
-        state = self._state
-        return (
-            state.phase in (Phase.ROLLING_BACK, Phase.ESCALATED)
-            or state.landing_since is not None
-            or (state.phase is Phase.PROMOTING and state.escalation is not None)
+    def _validate(self, name: Command, command: ControlInput) -> None:
+        """Refuse the update, with the rule's words, when the rollout cannot take it now."""
+        _refuse_if(refusal(name, self._situation(), command))
+
+    def _carry_out(self, name: Command, command: ControlInput) -> ControlResult:
+        """Apply the command's transition, then what it asks of Temporal, in this order."""
+        entry = AuditEntry(
+            at=workflow.now(),
+            actor=command.actor,
+            action=AuditAction(name),
+            reason=command.reason,
+            stage=self._current_stage().name,
         )
-
-    def _refuse_unless_live(self, command: ControlInput, verb: str) -> None:
-        _require_actor_and_reason(command)
-        state = self._state
-        if state.phase in TERMINAL_PHASES:
-            _refuse(f"the rollout has ended ({state.phase.value}); nothing to {verb}")
-        if self._abandoned is not None:
-            _refuse(f"the rollout is being abandoned by {self._abandoned.actor}; nothing to {verb}")
-        if state.rollback is not None:
-            _refuse(
-                f"the rollout is rolling back ({state.rollback.actor}: {state.rollback.reason}); "
-                "it ends once the router accepts the incumbent's route (`lockgate status` shows "
-                "the last error); if the router cannot be fixed, `lockgate abandon "
-                f"{self._spec.spec.target} --reason ... --yes` ends it"
-            )
-        if state.phase is Phase.PROMOTING:
-            stuck = (
-                f"; if the router cannot be fixed, `lockgate abandon {self._spec.spec.target} "
-                "--reason ... --yes` ends it"
-                if state.escalation
-                else ""
-            )
-            _refuse(f"the candidate is being made the incumbent; too late to {verb}{stuck}")
-
-    def _audit_command(self, command: ControlInput, action: str) -> AuditEntry:
-        self._audit(command.actor, action, command.reason)
-        return self._state.audit[-1]
+        effect: Effect = carry_out(name, self._situation(), command, entry)
+        if effect.rollback:
+            self._request_rollback(command.actor, command.reason)
+        if effect.abandon:
+            self._abandoned = entry
+            self._abandon_forced = isinstance(command, AbandonInput) and command.force
+        if effect.publish:
+            self._publish()
+        if effect.notify is not None:
+            self._notify(*effect.notify)
+        if effect.wake:
+            self._wake = True
+        return ControlResult(message=effect.message, phase=self._state.phase)
 
 
-def _require_actor_and_reason(command: ControlInput) -> None:
-    if not command.actor.strip():
-        _refuse("say who you are: the command needs an actor (--as NAME)")
-    if not command.reason.strip():
-        _refuse("say why: the command needs a reason (--reason TEXT); it goes to the audit trail")
+def _refuse_if(message: str | None) -> None:
+    if message is not None:
+        _refuse(message)
 
 
 def _refuse(message: str) -> None:

@@ -15,6 +15,7 @@ from activities.contracts import CheckResult, TriggerVerdict
 
 __all__ = [
     "TERMINAL_PHASES",
+    "AuditAction",
     "AuditEntry",
     "Phase",
     "RollbackRequest",
@@ -47,6 +48,35 @@ class Phase(StrEnum):
 TERMINAL_PHASES = frozenset({Phase.ROLLED_BACK, Phase.COMPLETED, Phase.ABANDONED})
 
 
+class AuditAction(StrEnum):
+    """What an audit entry records; the strings are persisted in every rollout's state.
+
+    One list, so the workflow that writes them and the reports that read them back cannot drift
+    apart. A human command is recorded under its own name (`pause`, ...; see
+    workflows.commands.Command), a rollback request, human or automatic, as `rollback`.
+    """
+
+    SUBMITTED = "submitted"
+    STAGE_STARTED = "stage_started"
+    APPROVAL_NEEDED = "approval_needed"
+    APPROVED = "approved"
+    """Enough approvers approved; the stage's traffic moves next."""
+    OFFLINE_PASSED = "offline_passed"
+    ADVANCE = "advance"
+    """A check earned the stage's gate."""
+    ESCALATED = "escalated"
+    ROLLBACK = "rollback"
+    ROLLBACK_LANDED = "rollback_landed"
+    COMPLETED = "completed"
+    ENDED = "ended"
+    """The rollout was abandoned: it ends without a route landing."""
+    APPROVE = "approve"
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote"
+    ABANDON = "abandon"
+
+
 class StateModel(BaseModel):
     """Base of state models: mutable (the workflow owns them), strict on unknown fields."""
 
@@ -60,6 +90,8 @@ class AuditEntry(StateModel):
     actor: str
     """A person (`alice`), or `lockgate` / `trigger:<name>` for automatic decisions."""
     action: str
+    """An AuditAction's string; typed `str` so that a trail written by a newer worker (or an
+    update name read back from a history) still loads."""
     reason: str
     stage: str | None = None
     evidence: TriggerVerdict | None = None

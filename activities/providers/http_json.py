@@ -14,7 +14,7 @@ import httpx
 
 from activities.credentials import auth_headers
 from activities.errors import NoDataError, ProviderError, ProviderUnavailable
-from activities.http_boundary import READ_RETRIES, ReadRetries, Unreachable, excerpt, send
+from activities.http_boundary import READ_RETRIES, Ladder, ReadRetries, excerpt, request
 from activities.providers.base import Sample
 from rollout_specs import HttpMonitoring
 
@@ -85,37 +85,27 @@ class HttpJsonProvider:
         )
 
     async def _get(self, query: str) -> httpx.Response:
-        try:
-            response = await send(
-                self._client,
-                "GET",
-                self._url,
-                params={"query": query},
-                deadline=self._timeout,
-                retries=self._retries,
-                headers=auth_headers(self._auth),
-            )
-        except Unreachable as exc:
-            fix = (
-                "check the endpoint, or raise monitoring.timeout"
-                if exc.timed_out
-                else "check monitoring.url and that the endpoint is up"
-            )
-            raise ProviderUnavailable(f"{self._url} {exc}; {fix}") from exc
-        attempts = self._retries.attempts
-        status = response.status_code
-        if status >= 500:
-            raise ProviderUnavailable(
-                f"{self._url} answered HTTP {status} to all {attempts} attempts "
+        url, attempts = self._url, self._retries.attempts
+        ladder = Ladder(
+            who=url,
+            unavailable=ProviderUnavailable,
+            refused=ProviderError,
+            slow_fix="check the endpoint, or raise monitoring.timeout",
+            down_fix="check monitoring.url and that the endpoint is up",
+            server_error=lambda response: (
+                f"{url} answered HTTP {response.status_code} to all {attempts} attempts "
                 f"({excerpt(response.text) or 'empty body'})"
-            )
-        if not 200 <= status < 300:
-            raise ProviderError(
-                f"{self._url} refused query {query!r} with HTTP {status} "
+            ),
+            refusal=lambda response: (
+                f"{url} refused query {query!r} with HTTP {response.status_code} "
                 f"({excerpt(response.text) or 'empty body'}); check the trigger's query and "
                 "monitoring.url"
-            )
-        return response
+            ),
+        )
+        return await request(
+            self._client, "GET", url, ladder=ladder, params={"query": query},
+            deadline=self._timeout, retries=self._retries, headers=auth_headers(self._auth),
+        )  # fmt: skip
 
     def _walk(self, document: object, query: str) -> object:
         """Follow `value_path`; a path that ends early is no data, a wrong shape is an error."""

@@ -19,7 +19,7 @@ from activities.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from activities.http_boundary import READ_RETRIES, ReadRetries, Unreachable, excerpt, send
+from activities.http_boundary import READ_RETRIES, Ladder, ReadRetries, excerpt, request
 from activities.providers.base import Sample
 from rollout_specs import PrometheusMonitoring
 
@@ -132,42 +132,36 @@ class PrometheusProvider:
         return values
 
     async def _get(self, query: str) -> httpx.Response:
-        try:
-            response = await send(
-                self._client,
-                "GET",
-                self._endpoint,
-                params={"query": query},
-                deadline=self._timeout,
-                retries=self._retries,
-                headers=auth_headers(self._auth),
-            )
-        except Unreachable as exc:
-            fix = (
-                "check that it is healthy, or raise monitoring.timeout if the query is "
-                "legitimately slow"
-                if exc.timed_out
-                else "check monitoring.url and that Prometheus is up"
-            )
-            raise ProviderUnavailable(f"Prometheus at {self._endpoint} {exc}; {fix}") from exc
-        attempts = self._retries.attempts
+        endpoint, attempts = self._endpoint, self._retries.attempts
+        ladder = Ladder(
+            who=f"Prometheus at {endpoint}",
+            unavailable=ProviderUnavailable,
+            refused=ProviderError,
+            slow_fix="check that it is healthy, or raise monitoring.timeout if the query is "
+            "legitimately slow",
+            down_fix="check monitoring.url and that Prometheus is up",
+            server_error=lambda response: (
+                f"Prometheus at {endpoint} answered HTTP {response.status_code} to all "
+                f"{attempts} attempts ({_error_text(response)}); it is overloaded or restarting"
+            ),
+            refusal=lambda response: self._refusal(response, query),
+        )
+        return await request(
+            self._client, "GET", endpoint, ladder=ladder, params={"query": query},
+            deadline=self._timeout, retries=self._retries, headers=auth_headers(self._auth),
+        )  # fmt: skip
+
+    def _refusal(self, response: httpx.Response, query: str) -> str:
         status = response.status_code
-        if status >= 500:
-            raise ProviderUnavailable(
-                f"Prometheus at {self._endpoint} answered HTTP {status} to all {attempts} "
-                f"attempts ({_error_text(response)}); it is overloaded or restarting"
-            )
         if status >= 400:
-            raise ProviderError(
+            return (
                 f"Prometheus at {self._endpoint} rejected query {query!r} with HTTP {status} "
                 f"({_error_text(response)}); fix the trigger's query"
             )
-        if status >= 300 or status < 200:
-            raise ProviderError(
-                f"Prometheus at {self._endpoint} answered HTTP {status}, not 200; point "
-                "monitoring.url at the Prometheus server itself"
-            )
-        return response
+        return (
+            f"Prometheus at {self._endpoint} answered HTTP {status}, not 200; point "
+            "monitoring.url at the Prometheus server itself"
+        )
 
     def _decode(self, response: httpx.Response, query: str) -> dict[str, object]:
         try:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from activities.contracts import Route
 from activities.credentials import auth_headers
 from activities.errors import RouteConflict, RouterError, RouterUnavailable
-from activities.http_boundary import READ_RETRIES, ReadRetries, Unreachable, excerpt, send
+from activities.http_boundary import READ_RETRIES, Ladder, ReadRetries, excerpt, request
 from rollout_specs import HttpRouter
 
 __all__ = ["HttpTrafficRouter"]
@@ -63,20 +63,17 @@ class HttpTrafficRouter:
                 is not a route.
         """
         url = self._route_url(target)
-        try:
-            response = await send(
-                self._client, "PUT", url, json=route.model_dump(mode="json"),
-                deadline=self._timeout, headers=auth_headers(self._auth),
-            )  # fmt: skip
-        except Unreachable as exc:
-            raise self._unreachable(url, exc) from exc
+        response = await request(
+            self._client, "PUT", url, ladder=self._ladder(url, f"generation {route.generation}"),
+            json=route.model_dump(mode="json"), deadline=self._timeout,
+            headers=auth_headers(self._auth), passes=(409,),
+        )  # fmt: skip
         if response.status_code == 409:
             raise RouteConflict(
                 f"router at {url} refused generation {route.generation} of rollout "
                 f"{route.rollout_id!r} for target {target!r} (HTTP 409: {_detail(response)}); "
                 "a newer change owns the route, so this one must not be applied"
             )
-        self._raise_for_status(response, url, f"generation {route.generation}")
         return self._parse(response, url)
 
     async def get_route(self, target: str) -> Route | None:
@@ -95,39 +92,34 @@ class HttpTrafficRouter:
                 something that is not a route.
         """
         url = self._route_url(target)
-        try:
-            response = await send(
-                self._client, "GET", url, deadline=self._timeout, retries=self._retries,
-                headers=auth_headers(self._auth),
-            )  # fmt: skip
-        except Unreachable as exc:
-            raise self._unreachable(url, exc) from exc
+        response = await request(
+            self._client, "GET", url, ladder=self._ladder(url, "the read"),
+            deadline=self._timeout, retries=self._retries, headers=auth_headers(self._auth),
+            passes=(404,),
+        )  # fmt: skip
         if response.status_code == 404:
             return None
-        self._raise_for_status(response, url, "the read")
         return self._parse(response, url)
 
     def _route_url(self, target: str) -> str:
         return f"{self._base}/v1/targets/{quote(target, safe='')}/route"
 
-    def _unreachable(self, url: str, exc: Unreachable) -> RouterUnavailable:
-        fix = (
-            "check the router, or raise router.timeout"
-            if exc.timed_out
-            else "check router.url and that the router is up"
+    def _ladder(self, url: str, what: str) -> Ladder:
+        return Ladder(
+            who=f"router at {url}",
+            unavailable=RouterUnavailable,
+            refused=RouterError,
+            slow_fix="check the router, or raise router.timeout",
+            down_fix="check router.url and that the router is up",
+            server_error=lambda response: (
+                f"router at {url} failed {what} with HTTP {response.status_code} "
+                f"({_detail(response)})"
+            ),
+            refusal=lambda response: (
+                f"router at {url} refused {what} with HTTP {response.status_code} "
+                f"({_detail(response)})"
+            ),
         )
-        return RouterUnavailable(f"router at {url} {exc}; {fix}")
-
-    def _raise_for_status(self, response: httpx.Response, url: str, what: str) -> None:
-        status = response.status_code
-        if status >= 500:
-            raise RouterUnavailable(
-                f"router at {url} failed {what} with HTTP {status} ({_detail(response)})"
-            )
-        if not 200 <= status < 300:
-            raise RouterError(
-                f"router at {url} refused {what} with HTTP {status} ({_detail(response)})"
-            )
 
     def _parse(self, response: httpx.Response, url: str) -> Route:
         try:

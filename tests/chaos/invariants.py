@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Final
 
-from rollout_specs import RolloutSpec, StageMode
+from rollout_specs import RolloutSpec, StageMode, ThresholdTrigger
 from tests.chaos.cluster import SUBMITTER, Cluster, MonitoringQuery
 from tests.chaos.router_process import PutRecord
 from workflows.messages import StatusResult
@@ -145,8 +145,8 @@ async def _assert_final_route(
 def _assert_advances_had_passing_checks(
     spec: RolloutSpec, state: RolloutState, queries: list[MonitoringQuery]
 ) -> None:
-    threshold = spec.spec.rollback_triggers[0].threshold
-    above = threshold.above if threshold is not None else None
+    trigger = spec.spec.rollback_triggers[0]
+    above = trigger.threshold.above if isinstance(trigger, ThresholdTrigger) else None
     assert above is not None, "the chaos specs' trigger is `above` a threshold"
     advances = Counter(entry.stage for entry in state.audit if entry.action == "advance")
     for record in state.stages:

@@ -386,3 +386,36 @@ async def test_status_json_stays_parseable_when_the_sdk_warns(
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert (document["source"], document["target"]) == ("description", orphan)
+
+
+async def test_watch_reports_a_missing_worker_within_its_timeout_on_a_busy_server(
+    tmp_path: Path, client: Client, router: RouterServer, metrics: MetricsServer, task_queue: str
+) -> None:
+    """A status query gives up within its own deadline, however busy the server is.
+
+    Other clients' queries keep the worker-less rollout's query buffer full, so the server
+    refuses `watch`'s query and the SDK retries it, each attempt with its own timeout: one query
+    once took 18 s, and a `watch --timeout 10s` ended without ever saying that no worker
+    answers (the `unavailable` event a CI log needs to explain the timeout).
+    """
+    spec = tmp_path / "orphan.yaml"
+    orphan = write_spec(spec, router, metrics, shadow="1h")
+    nobody = f"{task_queue}-{uuid.uuid4().hex[:6]}-no-worker"
+    submitted = await lockgate("submit", str(spec), client=client, task_queue=nobody)
+    assert submitted.returncode == 0, submitted.stderr
+    handle = client.get_workflow_handle(workflow_id_for(orphan))
+    holding = [
+        asyncio.ensure_future(handle.query("status", rpc_timeout=timedelta(seconds=60)))
+        for _ in range(3)
+    ]
+    try:
+        watched = await lockgate("watch", orphan, "-o", "json", "--timeout", "10s", client=client)
+    finally:
+        for query in holding:
+            query.cancel()
+        await asyncio.gather(*holding, return_exceptions=True)
+        await _end(client, orphan)
+    assert watched.returncode == 5, watched.stdout + watched.stderr
+    events = _json_events(watched.stdout)
+    assert [e["event"] for e in events][:1] == ["unavailable"], watched.stdout
+    assert events[-1]["event"] == "outcome"

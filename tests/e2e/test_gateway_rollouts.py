@@ -19,7 +19,7 @@ from temporalio.client import Client
 
 from activities.contracts import TriggerVerdict
 from analysis.thresholds import breach
-from rollout_specs import RolloutSpec, parse_spec, render
+from rollout_specs import RolloutSpec, ThresholdTrigger, parse_spec, render
 from runtime.client import connect
 from runtime.processes import ManagedProcess
 from runtime.rollouts import query_status, submit_rollout
@@ -142,9 +142,8 @@ async def test_guardrail_violations_roll_back_soon_after_prometheus_sees_them(
     spec = await _run(stack, client, "violations", traffic)
     target = spec.spec.target
     watched = next(t for t in spec.spec.rollback_triggers if t.name == "guardrail-violations")
-    assert watched.query is not None
-    assert watched.threshold is not None
-    threshold = watched.threshold
+    assert isinstance(watched, ThresholdTrigger)
+    threshold, watched_query = watched.threshold, watched.query
 
     async def breach_visible() -> float | None:
         status = await query_status(client, target)
@@ -158,7 +157,7 @@ async def test_guardrail_violations_roll_back_soon_after_prometheus_sees_them(
             "stage_window": f"{max(2, round(elapsed.total_seconds()))}s",
             "check_interval": "2s",
         }
-        value = await _prometheus_value(stack, render(str(watched.query), variables))
+        value = await _prometheus_value(stack, render(watched_query, variables))
         if value is None or breach(value, threshold.above, threshold.below) is None:
             return None
         return time.monotonic()

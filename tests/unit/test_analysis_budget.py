@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from analysis.budget import BudgetResult, reward_loss_upper_bound
 from analysis.sequential import ArmStats, best_rho, one_sided_bound
+from analysis.verdicts import Outcome
 
 ALPHA = 0.05
 
@@ -55,9 +56,9 @@ def test_bound_matches_the_formula_for_a_1pct_canary() -> None:
     assert (result.n_incumbent, result.n_candidate) == (99_000, 1_000)
 
 
-def test_within_budget_is_ok() -> None:
+def test_within_budget_passes() -> None:
     result = budget(arm(99_000, 1.0, 1.0), arm(500, 1.0, 1.0))
-    assert result.verdict == "ok"
+    assert result.verdict is Outcome.PASS
     assert result.upper is not None
     assert result.upper < 100.0
     assert "within" in result.detail
@@ -159,5 +160,5 @@ def test_bounds_order_and_monotonicity(
     assert after.upper is not None
     assert after.upper < now.upper
     assert (now.verdict == "fail") == (now.upper > max_loss)
-    if now.verdict == "ok":
-        assert after.verdict == "ok"
+    if now.verdict is Outcome.PASS:
+        assert after.verdict is Outcome.PASS

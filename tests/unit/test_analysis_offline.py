@@ -27,6 +27,7 @@ from analysis.offline import (
     kish_ess,
     snips,
 )
+from analysis.verdicts import Outcome
 from simulator.artifacts import load_artifact
 from simulator.offline_log import draw_log, logging_policy
 from simulator.world import ACTIONS as WORLD_ACTIONS
@@ -182,7 +183,7 @@ def test_evaluate_on_the_toy_log_gives_the_hand_values_and_refuses_to_judge_it()
     assert result.differences["ips"].value == pytest.approx(0.1875)
     assert result.incumbent.value == pytest.approx(0.625)
     assert result.diagnostics.ess == pytest.approx(4.756418, abs=5e-7)
-    assert result.verdict == "refused"
+    assert result.verdict is Outcome.ERROR  # refused: an error, never a pass
     assert result.refusals == (
         "The mean importance weight is 1.504, not 1 within max_weight_error 0.1: the logged "
         "propensities are not the probabilities with which the logging policy chose the logged "
@@ -200,7 +201,7 @@ def test_evaluate_on_the_toy_log_gives_the_hand_values_and_refuses_to_judge_it()
 def test_a_log_of_one_action_is_refused_for_lack_of_exploration() -> None:
     log = _log(["a"] * 300, np.full(300, 0.9), np.ones(300))
     result = evaluate(log, _constant(300, [0.5, 0.5]), ("a", "b"), GateRule(max_regression=0.01))
-    assert result.verdict == "refused"
+    assert result.verdict is Outcome.ERROR  # refused: an error, never a pass
     assert result.refusals == (
         "The log has no exploration: all 300 rows took action 'a', so no other action can be "
         "valued. Fix: log the decisions of an exploring logging policy (for example "
@@ -225,7 +226,7 @@ def test_probability_on_an_action_the_log_never_shows_is_refused_for_lack_of_sup
     # 5 % on "c", which the log never shows: its value cannot be estimated
     candidate = _constant(3000, [0.5, 0.45, 0.05])
     result = evaluate(log, candidate, ("a", "b", "c"), GateRule(max_regression=0.01))
-    assert result.verdict == "refused"
+    assert result.verdict is Outcome.ERROR  # refused: an error, never a pass
     assert result.diagnostics.unsupported_share == pytest.approx(0.05)
     assert result.refusals[0] == (
         "The candidate puts 5.00% of its probability on actions the log never shows being taken "
@@ -275,7 +276,7 @@ def test_broken_propensity_logging_is_refused_by_the_mean_weight() -> None:
     )  # logged 1/6 where the truth is 1/3: every weight doubles
     result = evaluate(halved, _constant(5000, [0.4, 0.3, 0.3]), ("a", "b", "c"), GateRule(0.01))
     assert result.diagnostics.mean_weight == pytest.approx(2.0, abs=0.05)
-    assert result.verdict == "refused"
+    assert result.verdict is Outcome.ERROR  # refused: an error, never a pass
     assert result.refusals[0].startswith("The mean importance weight is 1.996, not 1 within")
 
 

@@ -11,10 +11,9 @@ from hypothesis import strategies as st
 from scipy import stats  # type: ignore[import-untyped]
 from statsmodels.stats.contingency_tables import SquareTable  # type: ignore[import-untyped]
 
-from activities.checks import shadow_findings
-from activities.contracts import Outcome
 from analysis.drift import agreement
-from analysis.shadow import paired_actions, stuart_maxwell
+from analysis.shadow import judge_shadow, paired_actions, stuart_maxwell
+from analysis.verdicts import Outcome
 from rollout_specs import ShadowRule
 
 TABLE = [[20, 5, 0], [3, 30, 2], [1, 4, 10]]
@@ -92,7 +91,15 @@ def test_an_empty_window_is_refused_as_no_data() -> None:
 
 
 def _findings(rule: ShadowRule, pairs: dict[tuple[str, str], int]) -> tuple[Outcome, list[str]]:
-    return shadow_findings(rule, paired_actions(pairs, alpha=rule.alpha))
+    return judge_shadow(
+        paired_actions(pairs, alpha=rule.alpha),
+        min_samples=rule.min_samples,
+        alpha=rule.alpha,
+        min_agreement=rule.min_agreement,
+        max_js=rule.max_js,
+        max_psi=rule.max_psi,
+        max_out_of_support=rule.max_out_of_support,
+    )
 
 
 def test_too_few_pairs_awaits_evidence_even_when_everything_looks_wrong() -> None:

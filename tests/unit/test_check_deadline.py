@@ -23,6 +23,7 @@ from rollout_specs import (
     PrometheusMonitoring,
     RollbackTrigger,
     Threshold,
+    ThresholdTrigger,
 )
 
 BOUND = 20.0
@@ -58,7 +59,7 @@ class _Hanging:
 
 
 def _trigger(name: str, limit: int = 1) -> RollbackTrigger:
-    return RollbackTrigger(
+    return ThresholdTrigger(
         name=name, query=f"{name}{{}}", threshold=Threshold(above=0.05), failure_limit=limit
     )
 

@@ -22,11 +22,14 @@ from analysis.thresholds import breach, describe_threshold
 from rollout_specs import (
     BUILTIN_METRICS,
     CompareRule,
+    CompareTrigger,
     DriftRule,
+    DriftTrigger,
     PrometheusMonitoring,
-    RollbackTrigger,
     ShadowRule,
+    ShadowTrigger,
     Threshold,
+    ThresholdTrigger,
 )
 
 
@@ -86,7 +89,7 @@ class _Answer(_Unasked):
         return Sample(value=self.answer)
 
 
-TRIGGER = RollbackTrigger(
+TRIGGER = ThresholdTrigger(
     name="error-rate",
     query='errors{target="{{target}}",version="{{candidate}}"}',
     threshold=Threshold(above=0.05),
@@ -137,7 +140,7 @@ class _Arms(_Unasked):
 
 
 def _compare_check(monitoring: PrometheusMonitoring) -> CheckInput:
-    trigger = RollbackTrigger(
+    trigger = CompareTrigger(
         name="reward-regression", compare=CompareRule(metric="reward", max_drop=0.05)
     )
     return CheckInput(
@@ -216,7 +219,7 @@ INCUMBENT_ACTIONS: dict[str, float] = {"none": 500, "discount_10": 300, "free_sh
 async def test_a_drift_trigger_compares_action_distributions(
     candidate: dict[str, float], outcome: Outcome, detail: str
 ) -> None:
-    trigger = RollbackTrigger(
+    trigger = DriftTrigger(
         name="action-drift", drift=DriftRule(max_js=0.05, max_new_action_share=0.01)
     )
     check = _compare_check(PrometheusMonitoring(type="prometheus", url="http://127.0.0.1:9"))
@@ -260,7 +263,7 @@ class _Pairs(_Unasked):
 async def test_a_shadow_trigger_judges_the_paired_table_with_its_evidence(
     pairs: dict[tuple[str, str], float] | Exception, outcome: Outcome, detail: str
 ) -> None:
-    trigger = RollbackTrigger(
+    trigger = ShadowTrigger(
         name="shadow-actions", shadow=ShadowRule(min_agreement=0.8, min_samples=500)
     )
     check = _compare_check(PrometheusMonitoring(type="prometheus", url="http://127.0.0.1:9"))

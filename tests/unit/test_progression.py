@@ -8,9 +8,15 @@ from typing import Any
 import pytest
 
 from activities.contracts import CheckResult, Outcome, TriggerVerdict
-from rollout_specs import RolloutSpecBody, Threshold
+from rollout_specs import Approval, MissingDataPolicy, RolloutSpecBody, Stage, Threshold
 from tests.conftest import build_spec, spec_document
-from workflows.progression import Action, assess
+from workflows.progression import (
+    Action,
+    approval_time_left,
+    approval_timed_out,
+    assess,
+    judge_offline,
+)
 
 
 def _body(**changes: Any) -> RolloutSpecBody:
@@ -112,3 +118,92 @@ def test_a_check_with_no_verdicts_never_advances() -> None:
     result = assess(body, body.stages[CANARY], empty, {}, 0, timedelta(hours=1))
     assert result.action is Action.HOLD
     assert result.no_evidence_streak == 1
+
+
+# ----------------------------------------------------------------------------- one-off rulings
+
+
+def _verdict(outcome: Outcome, detail: str) -> TriggerVerdict:
+    return TriggerVerdict(trigger="offline_eval", outcome=outcome, detail=detail)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "on_inconclusive", "action", "reason"),
+    [
+        (P, "hold", Action.ADVANCE, "DR estimate above the incumbent"),
+        (P, "rollback", Action.ADVANCE, "DR estimate above the incumbent"),
+        (F, "hold", Action.ROLLBACK, "offline gate failed: DR estimate above the incumbent"),
+        (F, "rollback", Action.ROLLBACK, "offline gate failed: DR estimate above the incumbent"),
+        (
+            N,
+            "hold",
+            Action.ESCALATE,
+            "the offline gate could not judge the candidate: DR estimate above the incumbent; "
+            "promote to override it, or roll back",
+        ),
+        (
+            E,
+            "hold",
+            Action.ESCALATE,
+            "the offline gate could not judge the candidate: DR estimate above the incumbent; "
+            "promote to override it, or roll back",
+        ),
+        (
+            N,
+            "rollback",
+            Action.ROLLBACK,
+            "the offline gate could not judge the candidate: DR estimate above the incumbent",
+        ),
+        (
+            E,
+            "rollback",
+            Action.ROLLBACK,
+            "the offline gate could not judge the candidate: DR estimate above the incumbent",
+        ),
+    ],
+)
+def test_judge_offline(outcome: Outcome, on_inconclusive: str, action: Action, reason: str) -> None:
+    stage = (
+        _body()
+        .stages[CANARY]
+        .model_copy(update={"on_inconclusive": MissingDataPolicy(on_inconclusive)})
+    )
+    ruling = judge_offline(stage, _verdict(outcome, "DR estimate above the incumbent"))
+    assert (ruling.action, ruling.reason) == (action, reason)
+
+
+def _approval_stage(on_timeout: str) -> Stage:
+    stage = _body().stages[CANARY]
+    approval = Approval(
+        approvers=["bob", "carol"],
+        required=2,
+        timeout=timedelta(hours=4),
+        on_timeout=MissingDataPolicy(on_timeout),
+    )
+    return stage.model_copy(update={"approval": approval})
+
+
+@pytest.mark.parametrize(
+    ("on_timeout", "action", "reason"),
+    [
+        ("rollback", Action.ROLLBACK, "stage canary got 1 of 2 approval(s) within 4h"),
+        (
+            "hold",
+            Action.ESCALATE,
+            "stage canary got 1 of 2 approval(s) within 4h; still waiting for approvals (or a "
+            "rollback)",
+        ),
+    ],
+)
+def test_approval_timed_out(on_timeout: str, action: Action, reason: str) -> None:
+    ruling = approval_timed_out(_approval_stage(on_timeout), 1)
+    assert (ruling.action, ruling.reason) == (action, reason)
+
+
+def test_approval_time_counts_from_the_first_ask() -> None:
+    approval = _approval_stage("hold").approval
+    assert approval is not None
+    asked = datetime(2026, 1, 1, 9, tzinfo=UTC)
+    assert approval_time_left(approval, asked, asked) == timedelta(hours=4)
+    assert approval_time_left(approval, asked, asked + timedelta(hours=3)) == timedelta(hours=1)
+    assert approval_time_left(approval, asked, asked + timedelta(hours=5)) < timedelta()

@@ -150,7 +150,7 @@ def test_every_property_has_a_description() -> None:
     [
         ("RolloutSpecBody", "stages"),
         ("RolloutSpecBody", "rollback_triggers"),
-        ("RollbackTrigger", "threshold"),
+        ("ThresholdTrigger", "threshold"),
         ("HttpRouter", "type"),
         ("BasicAuth", "password"),
     ],

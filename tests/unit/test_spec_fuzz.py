@@ -37,7 +37,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rollout_specs
-from rollout_specs import RolloutSpec, SpecError, TemplateError, load_spec, parse_spec, render
+from rollout_specs import (
+    DriftTrigger,
+    RolloutSpec,
+    ShadowTrigger,
+    SpecError,
+    TemplateError,
+    ThresholdTrigger,
+    load_spec,
+    parse_spec,
+    render,
+)
 from rollout_specs.loader import INTERNAL_PROBLEM, MAX_SPEC_BYTES
 
 pytestmark = pytest.mark.filterwarnings(
@@ -145,9 +155,10 @@ def _check_loaded(spec: RolloutSpec) -> None:
             "stage_window": "5400s",
             "check_interval": "30s",
         }
-        templates = [t.query for t in body.rollback_triggers if t.query is not None]
-        templates += [t.drift.by_action for t in body.rollback_triggers if t.drift is not None]
-        templates += [t.shadow.pairs for t in body.rollback_triggers if t.shadow is not None]
+        triggers = body.rollback_triggers
+        templates = [t.query for t in triggers if isinstance(t, ThresholdTrigger)]
+        templates += [t.drift.by_action for t in triggers if isinstance(t, DriftTrigger)]
+        templates += [t.shadow.pairs for t in triggers if isinstance(t, ShadowTrigger)]
         for name in body.known_metrics():
             metric = body.metric(name)
             templates += [metric.count, metric.total, metric.total_squares or ""]

@@ -24,7 +24,15 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from rollout_specs import RolloutSpec, SpecError, TemplateError, load_spec, parse_spec, render
+from rollout_specs import (
+    RolloutSpec,
+    SpecError,
+    TemplateError,
+    ThresholdTrigger,
+    load_spec,
+    parse_spec,
+    render,
+)
 from tests.unit.test_spec_validation import BASE, variant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,7 +202,9 @@ def test_a_query_with_an_unclosed_placeholder_is_judged_at_once() -> None:
     rendered = render(query, {})
 
     assert time.perf_counter() - started < FAST
-    assert spec.spec.rollback_triggers[0].query == rendered == query
+    trigger = spec.spec.rollback_triggers[0]
+    assert isinstance(trigger, ThresholdTrigger)
+    assert trigger.query == rendered == query
 
 
 def test_every_value_a_spec_can_hold_renders_unchanged_outside_quotes() -> None:
