@@ -1,0 +1,57 @@
+"""`lockgate history` and `report` read recorded histories: every committed one reads whole.
+
+The histories under tests/histories were recorded by earlier versions of the workflow; a reader
+that only knows today's payloads would break `history` for every rollout already running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from runtime.history import RunHistory, read_run
+from workflows.commands import Command
+from workflows.state import Phase
+
+HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.json"))
+
+
+async def _read(path: Path) -> RunHistory:
+    history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+
+    async def events() -> AsyncIterator[HistoryEvent]:
+        for event in history.events:
+            yield event
+
+    return await read_run(path.stem, events(), pydantic_data_converter)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_every_recorded_history_reads_with_its_spec_and_ending(path: Path) -> None:
+    run = await _read(path)
+    assert run.start.spec.spec.rollback_triggers, "the recorded spec loads with its triggers"
+    assert all(entry.actor and entry.action for entry in run.commands)
+    if run.result is not None:
+        assert run.result.phase in {Phase.COMPLETED, Phase.ROLLED_BACK, Phase.ABANDONED}
+
+
+async def test_a_recorded_manual_rollback_reads_as_the_command_that_caused_it() -> None:
+    run = await _read(next(p for p in HISTORIES if p.stem == "manual_rollback"))
+    assert Command.ROLLBACK in [entry.action for entry in run.commands]
+    assert run.result is not None
+    assert run.result.phase is Phase.ROLLED_BACK
+
+
+async def test_a_recorded_trigger_rollback_reads_with_its_failing_check() -> None:
+    run = await _read(next(p for p in HISTORIES if p.stem == "trigger_rollback"))
+    assert run.checks, "the checks the rollout ran are read back"
+    assert any(
+        verdict.outcome.value == "fail" for check in run.checks for verdict in check.result.verdicts
+    )
+    assert run.result is not None
+    assert run.result.phase is Phase.ROLLED_BACK
