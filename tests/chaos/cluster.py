@@ -7,6 +7,7 @@ the router keeps its port and directory across restarts (see router_process.py).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -118,6 +119,10 @@ def _for_target(queries: list[MonitoringQuery], target: str | None) -> list[Moni
     return [q for q in queries if target is None or label in q.query]
 
 
+BIND_ATTEMPTS = 3
+"""Dev-server starts tried when the ports chosen for it are taken before it binds them."""
+
+
 class Cluster:
     """One Temporal dev server, its workers and a router, all processes; monitoring in-thread."""
 
@@ -145,14 +150,35 @@ class Cluster:
     # ----------------------------------------------------------------------------- Temporal
 
     async def start_server(self) -> None:
-        """Start the dev server on the cluster's port and SQLite file; wait for a client."""
-        server = dev_server(self.root / "temporal", self.temporal_port, free_port())
-        self.processes.append(server.start())
-        self.server = server
-        self._client = None
-        self._client = await wait_until(
-            self._try_client, what="the Temporal dev server", timeout=60
-        )
+        """Start the dev server on the cluster's port and SQLite file; wait for a client.
+
+        A free port can be taken between choosing it and binding it (any outgoing connection
+        on this machine may get it as its local port), and then the server exits at once with
+        "address already in use". It is started again on other ports: a new UI port always,
+        a new frontend port only while no worker depends on the old one.
+        """
+        for _ in range(BIND_ATTEMPTS):
+            server = dev_server(self.root / "temporal", self.temporal_port, free_port())
+            self.processes.append(server.start())
+            self.server = server
+            self._client = None
+            up = await wait_until(
+                functools.partial(self._client_or_bind_failure, server),
+                what="the Temporal dev server",
+                timeout=60,
+            )
+            if isinstance(up, Client):
+                self._client = up
+                return
+            if not self.workers:
+                self.temporal_port = free_port()
+        raise AssertionError(f"the dev server found no free port in {BIND_ATTEMPTS} attempts")
+
+    async def _client_or_bind_failure(self, server: ManagedProcess) -> Client | str | None:
+        """A connected client; "port taken" if the server exited unable to bind; else None."""
+        if not server.alive and "address already in use" in server.output():
+            return "port taken"
+        return await self._try_client()
 
     async def kill_server(self) -> None:
         """SIGKILL the dev server (its whole process group) and wait until its port is closed."""
