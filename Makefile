@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## a whole rollout on this machine, watched live (SCENARIO=regression|violations|drifting|broken)
+demo: $(STAMP)  ## a whole rollout on this machine, watched live (SCENARIO=regression|violations|drifting|broken|overuse-capped|review-rejected|harm-one-region|overspend)
 	$(BIN)/lockgate demo --scenario $(SCENARIO)
 
 run worker: $(STAMP)  ## the worker with an embedded Temporal dev server (UI on :8233)

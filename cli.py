@@ -26,6 +26,7 @@ from rich.text import Text
 from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError
 
+from activities.reviews import MAX_LIST, Proposal, Verdict
 from rollout_specs import RolloutSpec, SpecError, dump_schema, format_duration, load_spec
 from rollout_specs.models import SLUG_PATTERN
 from runtime.client import ConnectionFailed, connect_to, data_converter
@@ -39,9 +40,11 @@ from runtime.rollouts import (
     RolloutAlreadyRunning,
     RolloutNotFound,
     describe_rollout,
+    list_reviews,
     pending_activities,
     query_status,
     send_command,
+    send_review,
     submit_rollout,
 )
 from runtime.settings import ConnectionSettingError, Settings
@@ -53,7 +56,8 @@ from runtime.watching import (
     plain_line,
     watch_rollout,
 )
-from workflows.messages import StatusResult
+from workflows.commands import review_progress
+from workflows.messages import PendingReviewsResult, StatusResult
 from workflows.state import Phase
 
 app = typer.Typer(
@@ -401,6 +405,8 @@ def render_status(status: StatusResult) -> Group:
         _row(summary, "rollback", f"{state.rollback.actor}: {state.rollback.reason}")
     if state.outcome:
         _row(summary, "outcome", state.outcome)
+    if body.guardrails.review is not None:
+        _row(summary, "reviews", review_progress(spec, state))
     parts: list[Table] = [summary]
     if state.last_check:
         checks = Table(
@@ -650,8 +656,10 @@ def demo(
     scenario: Annotated[
         str,
         typer.Option(
-            help="healthy (promoted); regression, violations, drifting (rolled back live) or "
-            "broken (refused by the offline gate)."
+            help="healthy (promoted); regression, violations, drifting (rolled back live); "
+            "broken (refused by the offline gate); or, with the guardrails demo spec, "
+            "overuse-capped, review-rejected, harm-one-region, overspend (each caught by its "
+            "guardrail)."
         ),
     ] = "healthy",
     rate: Annotated[float, typer.Option(help="Simulated decisions per second.")] = 200.0,
@@ -689,6 +697,117 @@ _command(Command.PAUSE, "Stop advancing (checks and automatic rollback continue)
 _command(Command.RESUME, "Allow a paused rollout to advance again.")
 _command(Command.PROMOTE, "End the current stage's bake now and move to the next stage.")
 _command(Command.ROLLBACK, "Send all traffic back to the incumbent now.")
+
+
+@app.command(name=Command.REVIEW.value)
+def review(
+    target: TargetArgument,
+    approve: Annotated[
+        str | None, typer.Option("--approve", metavar="ID", help="Approve this proposal.")
+    ] = None,
+    reject: Annotated[
+        str | None,
+        typer.Option("--reject", metavar="ID", help="Reject this proposal (needs --reason)."),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason", "-r", help="Why; kept in the audit trail (optional for an approval)."
+        ),
+    ] = None,
+    actor: ActorOption = None,
+    limit: Annotated[
+        int,
+        typer.Option(help="List at most this many proposals, oldest first.", min=1, max=MAX_LIST),
+    ] = 50,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+) -> None:
+    """List the candidate's proposals waiting for a human, or approve or reject one.
+
+    The candidate's actions listed under guardrails.review are never executed: the incumbent's
+    decision is served and the router keeps the candidate's as a proposal. Without --approve or
+    --reject this lists them (their ids, units, actions and context); with one, the verdict is
+    recorded at the router, audited (who, which proposal, why) and counted: a review trigger
+    judges the reject share, and a stage's min_reviews waits for enough verdicts. The worker
+    talks to the router; this command only talks to Temporal.
+    """
+    if output not in ("table", "json"):
+        raise typer.BadParameter("use table or json", param_hint="--output")
+    if approve is not None and reject is not None:
+        raise typer.BadParameter("give one verdict: --approve ID or --reject ID, not both")
+    proposal = approve if approve is not None else reject
+    if proposal is None:
+        listed = _run(lambda client: list_reviews(client, target, actor=_actor(actor), limit=limit))
+        if output == "json":
+            print(listed.model_dump_json(indent=2))
+        else:
+            out.print(render_proposals(target, listed))
+        return
+    verdict = Verdict.APPROVE if approve is not None else Verdict.REJECT
+    why = reason or ""
+    if verdict is Verdict.REJECT and not why.strip():
+        raise typer.BadParameter("a rejection needs a reason", param_hint="--reason")
+    result = _run(
+        lambda client: send_review(
+            client,
+            target,
+            proposal_id=proposal,
+            verdict=verdict,
+            actor=_actor(actor),
+            reason=why,
+        )
+    )
+    if output == "json":
+        print(result.model_dump_json(indent=2))
+    else:
+        out.print(line(f"review: {result.message} (phase {result.phase.value})"))
+
+
+def render_proposals(target: str, listed: PendingReviewsResult) -> Table:
+    """The pending proposals, oldest first, with what judges them; every cell literal text."""
+    counts = listed.reviews
+    progress = f"{counts.approved} approved, {counts.rejected} rejected"
+    if listed.min_reviews is not None:
+        progress += (
+            f"; stage {listed.stage}: {listed.stage_reviews} of {listed.min_reviews} proposals "
+            "reviewed"
+        )
+    if listed.dropped:
+        progress += f"; {listed.dropped} dropped from the full queue unseen"
+    table = Table(
+        title=literal(f"proposals waiting for review: {target} ({len(listed.pending)} shown)"),
+        title_justify="left",
+        caption=literal(f"reviews: {progress}"),
+        caption_justify="left",
+    )
+    for column in ("id", "proposed (UTC)", "unit", "version", "action", "params", "context"):
+        table.add_column(column)
+    for proposal in listed.pending:
+        _row(
+            table,
+            proposal.id,
+            f"{proposal.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+            _unit(proposal),
+            proposal.version,
+            proposal.action,
+            _pairs(proposal.params or {}),
+            _pairs(proposal.context),
+        )
+    return table
+
+
+def _unit(proposal: Proposal) -> str:
+    """The unit, with its attributes (the segments the decision counts under)."""
+    if not proposal.attributes:
+        return proposal.unit_id
+    return f"{proposal.unit_id} ({_pairs(proposal.attributes)})"
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in values.items()
+    )
 
 
 @app.command(name=Command.ABANDON.value)

@@ -28,6 +28,7 @@ from activities.notify import NotifyActivities
 from activities.offline_eval import OfflineEvalActivities
 from activities.redaction import RedactingFilter, RedactingInterceptor
 from activities.registry import BackendRegistry
+from activities.reviews import ReviewActivities
 from activities.routing import RoutingActivities
 from runtime.client import (
     ConnectionFailed,
@@ -79,11 +80,19 @@ def build_worker(client: Client, task_queue: str, backends: BackendRegistry) -> 
     routing = RoutingActivities(backends)
     notify = NotifyActivities(backends.http)
     offline = OfflineEvalActivities(backends.http)
+    reviews = ReviewActivities(backends)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[RolloutWorkflow],
-        activities=[checks.run_checks, routing.apply_route, notify.notify, offline.offline_eval],
+        activities=[
+            checks.run_checks,
+            routing.apply_route,
+            notify.notify,
+            offline.offline_eval,
+            reviews.pending_reviews,
+            reviews.record_review,
+        ],
         workflow_runner=workflow_runner(),
         interceptors=[RedactingInterceptor()],
         # After a kill -9 the server waits this long on the dead worker's sticky queue; the

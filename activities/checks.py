@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -29,8 +30,11 @@ from activities.providers.base import MetricProvider
 from activities.registry import BackendRegistry
 from analysis.budget import reward_loss_upper_bound
 from analysis.drift import action_drift, judge_drift
+from analysis.review import review_rejections
+from analysis.segments import FairnessResult, SegmentComparison, compare_segments, fairness_ratio
 from analysis.sequential import ArmStats, compare_means
 from analysis.shadow import judge_shadow, paired_actions
+from analysis.spend import judge_spend
 from analysis.thresholds import breach, describe_threshold
 from rollout_specs import (
     AdvanceWhen,
@@ -47,6 +51,13 @@ from rollout_specs import (
     TriggerKind,
     render,
 )
+from rollout_specs.backends import (
+    MonitoringBackend,
+    SegmentQueries,
+    UnknownBackendType,
+    monitoring_backend,
+)
+from rollout_specs.models import ReviewTrigger, SegmentsRule, SegmentsTrigger, SpendTrigger
 
 __all__ = ["JUDGES", "CheckActivities", "arm_stats", "judge_trigger"]
 
@@ -312,6 +323,280 @@ class _Judge:
             awaiting_evidence=outcome is Outcome.INCONCLUSIVE,
         )
 
+    async def segments(self, trigger: SegmentsTrigger) -> TriggerVerdict:
+        """The compare test in every segment, and how evenly the candidate treats them.
+
+        An average can improve while one segment gets worse, so the reward is compared per
+        segment (compare_segments splits the level across the segments). With a fairness rule
+        the trigger's alpha is split in two halves, one for the per-segment compare tests and
+        one for the fairness ratio: by the union bound the trigger as a whole still rolls back
+        a harmless, fair candidate with probability at most its alpha. A failure shown by
+        either part fails the trigger whatever the other part could tell; the evidence is the
+        worst segment's comparison.
+        """
+        name, rule = trigger.name, trigger.segments
+        label = f"segments by {rule.label}"
+        threshold = trigger.limit()
+        alpha = self.check.alphas.get(name, 0.05)
+        try:
+            queries = self._segment_queries()
+        except _Unanswerable as exc:
+            return TriggerVerdict(
+                trigger=name, outcome=Outcome.ERROR, threshold=threshold, query=label,
+                detail=str(exc),
+            )  # fmt: skip
+        part_alpha = alpha / 2 if rule.fairness is not None else alpha
+        compared, fairness = await asyncio.gather(
+            self._segments_compared(rule, queries, part_alpha),
+            self._segments_fairness(rule, queries, part_alpha),
+        )
+        part, comparison = compared
+        parts = [part] if fairness is None else [part, fairness]
+        outcome, awaiting = _combined(parts)
+        leads = [p.lead for p in parts if p.lead]
+        if fairness is None:
+            body = part.detail
+        else:
+            body = (
+                f"alpha {alpha:g} split in halves ({part_alpha:g} each) between the segments' "
+                f"compare tests and the fairness ratio | segments: {part.detail} | "
+                f"fairness: {fairness.detail}"
+            )
+        evidence = None
+        if comparison is not None:
+            evidence = Evidence(
+                estimate=comparison.estimate, lower=comparison.lower, upper=comparison.upper,
+                statistic=comparison.statistic, boundary=comparison.boundary,
+                n_incumbent=comparison.n_incumbent, n_candidate=comparison.n_candidate,
+                alpha=comparison.segment_alpha,
+            )  # fmt: skip
+        return TriggerVerdict(
+            trigger=name,
+            outcome=outcome,
+            value=None if comparison is None else comparison.estimate,
+            threshold=threshold,
+            query=label,
+            detail=("; ".join(leads) + " | " if leads else "") + body,
+            evidence=evidence,
+            awaiting_evidence=awaiting,
+        )
+
+    async def spend(self, trigger: SpendTrigger) -> TriggerVerdict:
+        """The candidate's spend over the rollout and over the stage, against their budgets.
+
+        The backend's spend query is read twice for the candidate: as written (over the stage
+        window) and with the stage window replaced by the rollout's, so one template serves
+        both budgets. The rollout's spend is the value shown against the budget.
+        """
+        name, rule = trigger.name, trigger.spend
+        threshold = trigger.limit()
+        label = f"spend of {rule.field}"
+
+        def verdict(outcome: Outcome, detail: str, query: str = label) -> TriggerVerdict:
+            return TriggerVerdict(
+                trigger=name, outcome=outcome, threshold=threshold, query=query, detail=detail
+            )
+
+        try:
+            template = self._spend_query()
+        except _Unanswerable as exc:
+            return verdict(Outcome.ERROR, str(exc))
+        variables = self.check.variables
+        values = {**variables, "spend_field": rule.field}
+        if "candidate" in variables:  # else rendering names the missing {{version}}
+            values["version"] = variables["candidate"]
+        try:
+            stage_query = render(template, values)
+            rollout_window = variables.get("rollout_window")
+            if rollout_window is None:
+                raise TemplateError(
+                    "query variable {{rollout_window}} has no value at this check, so the "
+                    "rollout's spend cannot be read"
+                )
+            rollout_query = render(template, {**values, "stage_window": rollout_window})
+        except TemplateError as exc:
+            return verdict(Outcome.ERROR, str(exc), template)
+        try:
+            stage, rollout = await asyncio.gather(
+                self.provider.query(stage_query), self.provider.query(rollout_query)
+            )
+        except NoDataError as exc:
+            return verdict(Outcome.INCONCLUSIVE, f"no data: {exc}", rollout_query)
+        except ProviderError as exc:
+            return verdict(Outcome.ERROR, f"{type(exc).__name__}: {exc}", rollout_query)
+        result = judge_spend(
+            rollout.value, stage.value, budget=rule.budget, stage_budget=rule.stage_budget,
+            stage_elapsed_s=self.check.stage_elapsed, stage_left_s=self.check.stage_left,
+        )  # fmt: skip
+        return TriggerVerdict(
+            trigger=name,
+            outcome=result.verdict,
+            value=result.rollout_spent,
+            threshold=threshold,
+            query=rollout_query,
+            detail=result.detail,
+        )
+
+    async def review(self, trigger: ReviewTrigger) -> TriggerVerdict:
+        """Reviewers' verdicts on the candidate's proposals: the reject share's bounds.
+
+        The counts come with the check (the workflow's audited verdicts), not from monitoring,
+        so this judge queries nothing; the estimate of the reject share is the value shown.
+        """
+        name, rule = trigger.name, trigger.review
+        alpha = self.check.alphas.get(name, 0.05)
+        counts = self.check.reviews
+        result = review_rejections(
+            counts.rejected, counts.approved + counts.rejected,
+            max_reject_share=rule.max_reject_share, alpha=alpha, min_reviews=rule.min_reviews,
+        )  # fmt: skip
+        return TriggerVerdict(
+            trigger=name,
+            outcome=result.verdict,
+            value=result.estimate,
+            threshold=trigger.limit(),
+            query="reviewers' verdicts",
+            detail=result.detail,
+            evidence=Evidence(
+                estimate=result.estimate,
+                lower=result.lower,
+                upper=result.upper,
+                boundary=rule.max_reject_share,
+                n_candidate=result.n,
+                alpha=alpha,
+            ),
+            awaiting_evidence=result.verdict is Outcome.INCONCLUSIVE,
+        )
+
+    def _backend(self) -> MonitoringBackend:
+        """The declaration of the check's monitoring type, for the queries it provides."""
+        kind = self.check.monitoring.type
+        try:
+            return monitoring_backend(kind)
+        except UnknownBackendType as exc:
+            raise _Unanswerable(str(exc)) from exc
+
+    def _segment_queries(self) -> SegmentQueries:
+        backend = self._backend()
+        if backend.segments is None:
+            raise _Unanswerable(
+                f"the {backend.type} monitoring backend has no per-segment queries, so a "
+                "segments trigger cannot be judged on it; use monitoring that answers by "
+                "segment (e.g. prometheus)"
+            )
+        return backend.segments
+
+    def _spend_query(self) -> str:
+        backend = self._backend()
+        if backend.spend is None:
+            raise _Unanswerable(
+                f"the {backend.type} monitoring backend has no spend query, so a spend trigger "
+                "cannot be judged on it; use monitoring that reads the router's spend counter"
+            )
+        return backend.spend
+
+    def _segment_values(self, rule: SegmentsRule, version: str) -> dict[str, str]:
+        return {**self.check.variables, "version": version, "segment_label": rule.label}
+
+    async def _segments_compared(
+        self, rule: SegmentsRule, queries: SegmentQueries, alpha: float
+    ) -> tuple[_Part, SegmentComparison | None]:
+        """No segment harmed: compare_segments over both arms' per-segment statistics."""
+        variables = self.check.variables
+        try:
+            (incumbent, gaps_i), (candidate, gaps_c) = await asyncio.gather(
+                self._segment_arm(rule, queries, variables["incumbent"]),
+                self._segment_arm(rule, queries, variables["candidate"]),
+            )
+        except NoDataError as exc:
+            return _Part(Outcome.INCONCLUSIVE, f"no data: {exc}"), None
+        except ProviderError as exc:
+            return _Part(Outcome.ERROR, f"{type(exc).__name__}: {exc}"), None
+        result = compare_segments(
+            incumbent, candidate, max_drop=rule.max_drop, relative=rule.relative, alpha=alpha,
+            expected_n=self.check.expected_samples, higher_is_better=True,
+            min_samples=max(2, rule.min_samples), segments_planned=rule.segments,
+        )  # fmt: skip
+        harmed = [o.segment for o in result.segments if o.verdict is Outcome.FAIL]
+        lead = f"harmed in segment(s) {', '.join(harmed)}" if harmed else ""
+        gaps = sorted(set(gaps_i) | set(gaps_c))
+        note = f"; incomplete answers, not judged: {', '.join(gaps)}" if gaps else ""
+        part = _Part(
+            result.verdict, result.detail + note, lead, result.verdict is Outcome.INCONCLUSIVE
+        )
+        return part, result
+
+    async def _segment_arm(
+        self, rule: SegmentsRule, queries: SegmentQueries, version: str
+    ) -> tuple[dict[str, ArmStats], list[str]]:
+        """One arm's statistics per segment, and the segments some answer left out.
+
+        A segment with observations whose sum or sum of squares is missing is not judged on a
+        guessed zero: it is left out and named.
+        """
+        values = self._segment_values(rule, version)
+        templates = (queries.count, queries.total, queries.total_squares)
+        try:
+            rendered = [render(template, values) for template in templates]
+        except TemplateError as exc:
+            raise ProviderError(str(exc)) from exc
+        counts, totals, squares = await asyncio.gather(
+            *(self.provider.query_by(query, "segment") for query in rendered)
+        )
+        stats: dict[str, ArmStats] = {}
+        gaps: list[str] = []
+        for segment, count in counts.items():
+            if round(count) > 0 and (segment not in totals or segment not in squares):
+                gaps.append(segment)
+                continue
+            stats[segment] = _arm_of(count, totals.get(segment, 0.0), squares.get(segment, 0.0))
+        return stats, gaps
+
+    async def _segments_fairness(
+        self, rule: SegmentsRule, queries: SegmentQueries, alpha: float
+    ) -> _Part | None:
+        """The fairness ratio of the rule's action across segments; None without a rule."""
+        fairness = rule.fairness
+        if fairness is None:
+            return None
+        variables = self.check.variables
+        try:
+            incumbent, candidate = await asyncio.gather(
+                self._segment_rates(rule, queries, fairness.action, variables["incumbent"]),
+                self._segment_rates(rule, queries, fairness.action, variables["candidate"]),
+            )
+        except NoDataError as exc:
+            return _Part(Outcome.INCONCLUSIVE, f"no data: {exc}")
+        except ProviderError as exc:
+            return _Part(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+        result = fairness_ratio(
+            candidate, incumbent, min_ratio=fairness.min_ratio,
+            max_ratio_drop=fairness.max_ratio_drop, alpha=alpha, min_samples=rule.min_samples,
+            segments_planned=rule.segments,
+        )  # fmt: skip
+        return _Part(
+            result.verdict,
+            f"rate of {fairness.action}: {result.detail}",
+            _unfair(fairness.action, result),
+            result.verdict is Outcome.INCONCLUSIVE,
+        )
+
+    async def _segment_rates(
+        self, rule: SegmentsRule, queries: SegmentQueries, action: str, version: str
+    ) -> dict[str, tuple[int, int]]:
+        """One arm's (decisions of `action`, all decisions) per segment."""
+        try:
+            rendered = render(queries.decisions, self._segment_values(rule, version))
+        except TemplateError as exc:
+            raise ProviderError(str(exc)) from exc
+        table = await self.provider.query_pairs(rendered, "segment", "action")
+        rates: dict[str, tuple[int, int]] = {}
+        for (segment, taken), value in table.items():
+            count = max(0, round(value))
+            events, decisions = rates.get(segment, (0, 0))
+            rates[segment] = (events + (count if taken == action else 0), decisions + count)
+        return rates
+
     async def _arms(self, metric: str) -> tuple[ArmStats, ArmStats]:
         definition = self.check.metrics[metric]
         variables = self.check.variables
@@ -389,6 +674,47 @@ class _Judge:
         )
 
 
+class _Unanswerable(Exception):
+    """The monitoring backend cannot answer what a trigger reads (its verdict is an error)."""
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One part of a segments verdict (the compare tests, or the fairness ratio)."""
+
+    outcome: Outcome
+    detail: str
+    lead: str = ""
+    """What failed, named first in the verdict's detail; empty unless the part failed."""
+    awaiting: bool = False
+    """Inconclusive on real data (a test still deciding), not for want of data."""
+
+
+def _combined(parts: list[_Part]) -> tuple[Outcome, bool]:
+    """The verdict of all parts: a shown failure first, then an error, then undecided.
+
+    A failure is never hidden by the other part's error; the verdict awaits evidence only when
+    every undecided part has data.
+    """
+    outcomes = [part.outcome for part in parts]
+    for outcome in (Outcome.FAIL, Outcome.ERROR, Outcome.INCONCLUSIVE):
+        if outcome in outcomes:
+            undecided = [p for p in parts if p.outcome is Outcome.INCONCLUSIVE]
+            awaiting = outcome is Outcome.INCONCLUSIVE and all(p.awaiting for p in undecided)
+            return outcome, awaiting
+    return Outcome.PASS, False
+
+
+def _unfair(action: str, result: FairnessResult) -> str:
+    """The fairness failure in a few words, naming the two segments; empty when it passed."""
+    if result.verdict is not Outcome.FAIL:
+        return ""
+    ratio = "n/a" if result.estimate is None else f"{result.estimate:.3f}"
+    return (
+        f"unfair rate of {action}: segment {result.lowest} against {result.highest} (ratio {ratio})"
+    )
+
+
 _KindJudge = Callable[[_Judge, Any], Awaitable[TriggerVerdict]]
 """A judge of one kind; it is only ever called with a trigger of the kind it is registered for."""
 
@@ -398,6 +724,9 @@ JUDGES: Mapping[TriggerKind, _KindJudge] = {
     BudgetTrigger.kind: _Judge.budget,
     DriftTrigger.kind: _Judge.drift,
     ShadowTrigger.kind: _Judge.shadow,
+    SegmentsTrigger.kind: _Judge.segments,
+    SpendTrigger.kind: _Judge.spend,
+    ReviewTrigger.kind: _Judge.review,
 }
 """The judge of each kind of trigger: a kind without one is judged an error, never a pass."""
 
@@ -454,13 +783,21 @@ async def arm_stats(
     except TemplateError as exc:
         raise ProviderError(str(exc)) from exc
     samples = await asyncio.gather(*(provider.query(q) for q in queries))
-    n = max(0, round(samples[0].value))
+    squares = samples[2].value if metric.total_squares is not None else None
+    return _arm_of(samples[0].value, samples[1].value, squares)
+
+
+def _arm_of(count: float, total: float, squares: float | None) -> ArmStats:
+    """Statistics from counters' increases: the count rounded, none at all when it is 0.
+
+    Without a sum of squares the metric is a 0/1 rate: `total` counts the events among them.
+    """
+    n = max(0, round(count))
     if n == 0:
         return ArmStats(0, 0.0, 0.0)
-    if metric.total_squares is None:  # a 0/1 metric: events among n
-        return ArmStats.from_events(n, min(n, max(0, round(samples[1].value))))
-    total, squares = samples[1].value, max(0.0, samples[2].value)
-    return ArmStats(n, total, squares)
+    if squares is None:  # a 0/1 metric: events among n
+        return ArmStats.from_events(n, min(n, max(0, round(total))))
+    return ArmStats(n, total, max(0.0, squares))
 
 
 async def judge_trigger(

@@ -39,6 +39,7 @@ __all__ = [
     "Notification",
     "OfflineEvalInput",
     "Outcome",
+    "ReviewCounts",
     "Route",
     "RouteMode",
     "TriggerVerdict",
@@ -96,6 +97,13 @@ class ApplyRouteInput(Contract):
     route: Route
 
 
+class ReviewCounts(Contract):
+    """How reviewers judged the candidate's proposals over the whole rollout, from its audit."""
+
+    approved: int = Field(default=0, ge=0)
+    rejected: int = Field(default=0, ge=0)
+
+
 class CheckInput(Contract):
     """Evaluate the rollback triggers (and the stage's evidence gate) once, now."""
 
@@ -119,6 +127,12 @@ class CheckInput(Contract):
     failures: dict[str, int] = Field(default_factory=dict)
     """Each trigger's consecutive failures before this check; a `fail` that reaches the
     trigger's failure_limit ends the check at once, so a slow trigger never delays a rollback."""
+    reviews: ReviewCounts = Field(default_factory=ReviewCounts)
+    """Reviewers' verdicts on the candidate's proposals so far (review triggers judge them)."""
+    stage_elapsed: float = 0.0
+    """Seconds the current stage has run (spend triggers project its spend rate)."""
+    stage_left: float = 0.0
+    """Seconds of the stage's min_duration still to run (0 once it has baked)."""
 
 
 class Evidence(Contract):

@@ -12,8 +12,10 @@ keep-alive connections, each sending its next request as soon as the last is ans
 next to the server's). Units are drawn from 100,000 ids, so split mode really splits.
 
 Rows: the bare endpoint; decide with the route in `off` (one policy call), `split` at 50% (one
-call, half to each policy server) and `shadow` (two concurrent calls). The ratio is decide's
-throughput over the bare endpoint's: what a decision costs beyond the HTTP framework itself.
+call, half to each policy server), `shadow` (two concurrent calls), and `split` again with
+every guardrail at work (a binding share cap, a value cap, a reviewed action queueing
+proposals). The ratio is decide's throughput over the bare endpoint's: what a decision costs
+beyond the HTTP framework itself.
 All processes share this machine's cores, so the numbers compare rows, not machines.
 
 This file is named like the `gateway` package; run as a script, its directory comes first on
@@ -252,6 +254,8 @@ class Row:
 
     name: str
     result: LoadResult
+    overruled: float = 0.0
+    """Share of the candidate's decisions the guardrails overruled (the overruling row)."""
 
     @property
     def rate(self) -> float:
@@ -276,7 +280,37 @@ def measure(url: str, seconds: float, concurrency: int) -> LoadResult:
     return LoadResult(**json.loads(done.stdout))
 
 
-def _put_route(gateway: str, generation: int, mode: str, incumbent: str, candidate: str) -> None:
+GUARDED: dict[str, Any] = {
+    "blocked_actions": ["discount_90"],
+    "caps": [
+        {"action": "discount_10", "max_share": 0.5, "window": "1m"},
+        {"field": "amount", "max": 1000},
+    ],
+    "review": {"actions": ["discount_90_review"], "max_pending": 1000},
+}
+"""Every guardrail checked on every candidate decision, as in a healthy rollout: the share cap
+is counted over its sliding window but seldom binds, and the reviewed action is rare."""
+BINDING: dict[str, Any] = {
+    "blocked_actions": ["discount_90"],
+    "caps": [
+        {"action": "discount_10", "max_share": 0.05, "window": "1m"},
+        {"field": "amount", "max": 1000},
+    ],
+    "review": {"actions": ["free_shipping"], "max_pending": 1000},
+}
+"""The guardrails overruling the candidate often (its discount_10 past a 5% cap, every
+free_shipping proposed for review): each overruled decision also asks the incumbent, a second
+policy call, and its proposals fill the review queue (past max_pending the oldest drop)."""
+
+
+def _put_route(
+    gateway: str,
+    generation: int,
+    mode: str,
+    incumbent: str,
+    candidate: str,
+    guardrails: dict[str, Any] | None = None,
+) -> None:
     route = {
         "rollout_id": "rollout-bench/1",
         "generation": generation,
@@ -285,7 +319,7 @@ def _put_route(gateway: str, generation: int, mode: str, incumbent: str, candida
         "mode": mode,
         "percent": 50.0 if mode == "split" else 0.0,
         "scope": None,
-        "guardrails": {"blocked_actions": ["discount_90"]},  # checked, never picked
+        "guardrails": guardrails or {"blocked_actions": ["discount_90"]},  # never picked
     }
     httpx.put(f"{gateway}/v1/targets/{TARGET}/route", json=route, timeout=5).raise_for_status()
 
@@ -316,7 +350,31 @@ def benchmark(seconds: float, concurrency: int) -> list[Row]:
         ):
             _put_route(control, generation, mode, incumbent, candidate)
             rows.append(Row(name, measure(decide, seconds, concurrency)))
+        _put_route(control, 4, "split", incumbent, candidate, GUARDED)
+        rows.append(Row(GUARDED_ROW, measure(decide, seconds, concurrency)))
+        _put_route(control, 5, "split", incumbent, candidate, BINDING)
+        before = _overruled_and_decided(control)
+        rows.append(Row(BINDING_ROW, measure(decide, seconds, concurrency)))
+        after = _overruled_and_decided(control)
+        decided = after[1] - before[1]
+        rows[-1].overruled = (after[0] - before[0]) / decided if decided else 0.0
     return rows
+
+
+GUARDED_ROW = "decide split 50% + caps + review"
+BINDING_ROW = "decide split 50%, guardrails overruling"
+
+
+def _overruled_and_decided(control: str) -> tuple[float, float]:
+    """Interventions and the candidate's decisions so far, from the gateway's /metrics."""
+    text = httpx.get(f"{control}/metrics", timeout=5).text
+    overruled = decided = 0.0
+    for line in text.splitlines():
+        if line.startswith("lockgate_guardrail_interventions_total{"):
+            overruled += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("lockgate_decisions_total{") and 'arm="candidate"' in line:
+            decided += float(line.rsplit(" ", 1)[1])
+    return overruled, decided
 
 
 def table(rows: list[Row], seconds: float, concurrency: int, load_before: float) -> str:
@@ -336,11 +394,18 @@ def table(rows: list[Row], seconds: float, concurrency: int, load_before: float)
             f"| {row.name} | {row.rate:,.0f} | {row.percentile(50):.2f} | "
             f"{row.percentile(99):.2f} | {row.result.failures} | {row.rate / bare.rate:.2f}x |"
         )
-    split = next(row for row in rows if "split" in row.name)
+    split = next(row for row in rows if row.name == "decide split 50%")
+    guarded = next(row for row in rows if row.name == GUARDED_ROW)
+    binding = next(row for row in rows if row.name == BINDING_ROW)
     lines += [
         "",
         f"ratio decide (split 50%) / bare: {split.rate / bare.rate:.2f} in throughput, "
         f"{split.percentile(50) / bare.percentile(50):.1f}x the p50 latency",
+        f"ratio guardrails on / off (split 50%): {guarded.rate / split.rate:.2f} in throughput "
+        "(goal >= 0.9)",
+        f"ratio guardrails overruling / off (split 50%): {binding.rate / split.rate:.2f}, with "
+        f"{binding.overruled:.0%} of the candidate's decisions overruled (each asks the "
+        "incumbent too)",
     ]
     return "\n".join(lines)
 

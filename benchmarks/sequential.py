@@ -11,10 +11,16 @@ SPRT that knows the effect (power-one, reject at LLR >= ln(1/alpha)) and a fixed
 one-sided z-test with 80% power. Goal: <= 1.2x the oracle when ``expected_n`` is right,
 <= 1.6x when it is 10x off either way.
 
-The simulation is vectorised (cumulative sums over replications); its test statistic is written
-out here independently and cross-checked, on sampled looks, against ``compare_means`` itself.
+Part 3, segments (no segment harmed): the A/A false rollback rate of ``compare_segments`` with
+2, 5 and 10 segments at 1,000 looks (goal <= alpha), side by side with a naive per-segment test
+that runs every segment at the full alpha; and the samples needed to catch a 10% drop confined
+to one segment of five, for both.
 
-Run:  .venv/bin/python benchmarks/sequential.py            (about a minute on 2 cores)
+The simulation is vectorised (cumulative sums over replications); its test statistic is written
+out here independently and cross-checked, on sampled looks, against ``compare_means`` and
+``compare_segments`` themselves.
+
+Run:  .venv/bin/python benchmarks/sequential.py            (about two minutes on 2 cores)
       .venv/bin/python benchmarks/sequential.py --quick    (fewer replications, a few seconds)
 """
 
@@ -32,12 +38,15 @@ import numpy as np
 import numpy.typing as npt
 import scipy  # type: ignore[import-untyped]
 
+from analysis.segments import compare_segments
 from analysis.sequential import (
     ArmStats,
     compare_means,
     fixed_horizon_n,
+    one_sided_bound,
     one_sided_log_supermartingale,
     tuned_rho,
+    two_sided_bound,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -528,6 +537,236 @@ def part_two(rng: np.random.Generator, reps: int, check: CrossCheck) -> bool:
     return ok
 
 
+# --- Part 3: segments (no segment harmed) -------------------------------------------------------
+
+SEGMENT_COUNTS = (2, 5, 10)
+SEGMENT_N = 2_000  # observations per arm and segment at the last look of the A/A rows
+SEGMENT_LOOKS = 1_000
+HARMED_OF = 5  # segments in the detection rows; the first one is harmed
+HARMED_DROP = 0.1  # 10% of the mean reward 1
+
+
+def boundary_curve(t: FloatArray, rho: float, alpha: float) -> FloatArray:
+    """``one_sided_bound`` at every intrinsic time in ``t`` at once (vectorised bisection).
+
+    The root is bracketed by 0 and the two-sided bound, as in ``one_sided_bound``; 80 halvings
+    bring the bracket far below the spacing of the statistic. The value returned is the upper
+    end of the bracket, so ``S >= curve`` implies that the library's test rejects too.
+    """
+    target = math.log(1.0 / alpha)
+    low = np.zeros_like(t)
+    high = np.asarray(two_sided_bound(t, rho, alpha), dtype=np.float64)
+    for _ in range(80):
+        mid = 0.5 * (low + high)
+        above = one_sided_log_supermartingale(mid, t, rho) >= target
+        high = np.where(above, mid, high)
+        low = np.where(above, low, mid)
+    return np.asarray(high, dtype=np.float64)
+
+
+def segment_statistic(
+    n: FloatArray | float, s_i: FloatArray, q_i: FloatArray, s_c: FloatArray, q_c: FloatArray
+) -> FloatArray:
+    """``S_t`` of the compare test with max_drop 0 in every segment (equal arms of ``n`` each)."""
+    var = (
+        variance(np.asarray(n), s_i, q_i, False) / n + variance(np.asarray(n), s_c, q_c, False) / n
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(var > 0.0, -(s_c / n - s_i / n) * np.sqrt(2.0 * n / var), 0.0)
+    return np.asarray(out, dtype=np.float64)
+
+
+class SegmentCheck:
+    """Counts agreements between the vectorised segment verdicts and ``compare_segments``."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self.mismatches = 0
+
+    def sample(
+        self, sums: tuple[FloatArray, ...], n: int, failed: bool, expected_n: int, k: int
+    ) -> None:
+        """Re-decide one replication's look (``sums`` per segment) with the library."""
+        s_i, q_i, s_c, q_c = sums
+        incumbent = {str(j): ArmStats(n, float(s_i[j]), float(q_i[j])) for j in range(k)}
+        candidate = {str(j): ArmStats(n, float(s_c[j]), float(q_c[j])) for j in range(k)}
+        verdict = compare_segments(
+            incumbent,
+            candidate,
+            max_drop=0.0,
+            relative=False,
+            alpha=ALPHA,
+            expected_n=expected_n,
+            min_samples=BURN_IN,
+        ).verdict
+        self.checked += 1
+        self.mismatches += int((verdict == "fail") != failed)
+
+
+def segments_null_rates(
+    rng: np.random.Generator, k: int, reps: int, check: SegmentCheck
+) -> tuple[float, float]:
+    """A/A false rollback rates over ``SEGMENT_LOOKS`` looks: (split, naive per segment)."""
+    m = SEGMENT_N // SEGMENT_LOOKS
+    expected_n = 2 * SEGMENT_N * k
+    per_segment = expected_n // k
+    ns = np.arange(1, SEGMENT_LOOKS + 1, dtype=np.float64) * m
+    split_curve = boundary_curve(2.0 * ns, tuned_rho(per_segment, ALPHA / k), ALPHA / k)
+    naive_curve = boundary_curve(2.0 * ns, tuned_rho(per_segment, ALPHA), ALPHA)
+    sums = [np.zeros((reps, k)) for _ in range(4)]  # incumbent sum, squares, candidate ...
+    split = np.zeros(reps, dtype=np.bool_)
+    naive = np.zeros(reps, dtype=np.bool_)
+    check_at = set(rng.choice(range(BURN_IN // m, SEGMENT_LOOKS), size=5, replace=False).tolist())
+    for look in range(SEGMENT_LOOKS):
+        for arm in (0, 2):
+            ds, dq = draw_batch(rng, False, 1.0, m, reps * k)
+            sums[arm] += ds.reshape(reps, k)
+            sums[arm + 1] += dq.reshape(reps, k)
+        n = ns[look]
+        if n < BURN_IN:
+            continue
+        stat = segment_statistic(n, *sums)
+        fails = (stat >= split_curve[look]).any(axis=1)
+        split |= fails
+        naive |= (stat >= naive_curve[look]).any(axis=1)
+        if look in check_at:
+            for row in rng.choice(reps, size=20, replace=False).tolist():
+                cells = tuple(a[row] for a in sums)
+                check.sample(cells, int(n), bool(fails[row]), expected_n, k)
+    return float(split.mean()), float(naive.mean())
+
+
+@dataclass(frozen=True)
+class SegmentDetection:
+    """Per-replication detection (steps = observations per arm in each segment) of one test."""
+
+    steps: npt.NDArray[np.int64]
+    named: BoolArray  # whether the first failing segment was the harmed one
+    n_max: int
+
+
+def segments_detect(
+    rng: np.random.Generator, reps: int, check: SegmentCheck
+) -> tuple[dict[str, SegmentDetection], int]:
+    """Steps until a rollback, a 10% drop in one segment of five, split and naive tests.
+
+    Every step adds one observation per arm to every segment; the verdict is checked after
+    every step. Returns the detections and ``expected_n`` used to tune both tests.
+    """
+    k = HARMED_OF
+    per_segment = fixed_horizon_n(HARMED_DROP, 1.0, 1.0, alpha=ALPHA)
+    expected_n = k * per_segment
+    n_max = 40 * per_segment
+    never = n_max + 1
+    ns = np.arange(1, n_max + 1, dtype=np.float64)
+    curves = {
+        "lockgate (alpha/K)": boundary_curve(
+            2.0 * ns, tuned_rho(per_segment, ALPHA / k), ALPHA / k
+        ),
+        "naive (alpha each)": boundary_curve(2.0 * ns, tuned_rho(per_segment, ALPHA), ALPHA),
+    }
+    steps = {name: np.full(reps, never, dtype=np.int64) for name in curves}
+    named = {name: np.zeros(reps, dtype=np.bool_) for name in curves}
+    means_c = np.ones(k)
+    means_c[0] -= HARMED_DROP
+    sums = np.zeros((4, reps, k))
+    active = np.arange(reps)
+    n0, chunk = 0, 250
+    while n0 < n_max and active.size:
+        m = min(chunk, n_max - n0)
+        x = 1.0 + rng.standard_normal((active.size, m, k))
+        y = means_c + rng.standard_normal((active.size, m, k))
+        s_i = sums[0, active, None] + np.cumsum(x, axis=1)
+        q_i = sums[1, active, None] + np.cumsum(x * x, axis=1)
+        s_c = sums[2, active, None] + np.cumsum(y, axis=1)
+        q_c = sums[3, active, None] + np.cumsum(y * y, axis=1)
+        n = ns[n0 : n0 + m][None, :, None]
+        stat = np.where(n >= BURN_IN, segment_statistic(n, s_i, q_i, s_c, q_c), -np.inf)
+        for name, curve in curves.items():
+            over = stat >= curve[n0 : n0 + m][None, :, None]
+            hit, col = first_hits(np.asarray(over.any(axis=2), dtype=np.bool_))
+            rows = active[hit]
+            fresh = steps[name][rows] == never
+            worst = np.argmax(np.where(over, stat, -np.inf)[hit, col[hit]], axis=1)
+            steps[name][rows[fresh]] = n0 + col[hit][fresh] + 1
+            named[name][rows[fresh]] = worst[fresh] == 0
+            if name.startswith("lockgate"):
+                for _ in range(4):
+                    r, c = int(rng.integers(active.size)), int(rng.integers(m))
+                    if n0 + c + 1 >= BURN_IN:
+                        cells = (s_i[r, c], q_i[r, c], s_c[r, c], q_c[r, c])
+                        check.sample(cells, n0 + c + 1, bool(over[r, c].any()), expected_n, k)
+        sums[:, active] = np.stack([s_i[:, -1], q_i[:, -1], s_c[:, -1], q_c[:, -1]])
+        n0 += m
+        pending = np.zeros(active.size, dtype=np.bool_)
+        for times in steps.values():
+            pending |= times[active] == never
+        active = active[pending]
+    return (
+        {name: SegmentDetection(steps[name], named[name], n_max) for name in curves},
+        expected_n,
+    )
+
+
+def part_three(rng: np.random.Generator, reps: int, detect_reps: int, check: SegmentCheck) -> bool:
+    """Segment tables; returns whether every goal was met."""
+    for k in SEGMENT_COUNTS:  # the vectorised boundary is the library's
+        t = float(2 * SEGMENT_N)
+        rho = tuned_rho(2 * SEGMENT_N, ALPHA / k)
+        mine = float(boundary_curve(np.array([t]), rho, ALPHA / k)[0])
+        if not math.isclose(mine, one_sided_bound(t, rho, ALPHA / k), rel_tol=1e-9):
+            raise AssertionError("vectorised boundary disagrees with one_sided_bound")
+    se = math.sqrt(ALPHA * (1 - ALPHA) / reps)
+    emit("## Part 3: segments, no segment harmed (alpha = 0.05)")
+    emit()
+    emit(
+        f"{reps} replications per row (Monte-Carlo SE at 5%: {se:.4f}); reward normal(1, 1), "
+        f"50/50, {SEGMENT_N} observations per arm and segment at the last of "
+        f"{SEGMENT_LOOKS} equally spaced looks; burn-in {BURN_IN} per arm and segment; "
+        "expected_n = the last look's size (all segments). lockgate = compare_segments "
+        "(each segment at alpha / K); naive = the same always-valid test in every segment at "
+        "the full alpha. A false rollback = any segment fails."
+    )
+    emit()
+    emit("### A/A, healthy candidate in every segment: false rollback (max_drop 0)")
+    emit()
+    emit("| segments K | looks | lockgate (alpha/K) | naive (alpha each) | goal lockgate <= 0.05 |")
+    emit("|---|---|---|---|---|")
+    ok = True
+    for k in SEGMENT_COUNTS:
+        split, naive = segments_null_rates(rng, k, reps, check)
+        passed = split <= ALPHA
+        ok &= passed
+        emit(
+            f"| {k} | {SEGMENT_LOOKS} | {split:.4f} | {naive:.4f} "
+            f"| {'PASS' if passed else 'FAIL'} |"
+        )
+    emit()
+    found, expected_n = segments_detect(rng, detect_reps, check)
+    emit(f"### A 10% drop confined to one segment of {HARMED_OF}")
+    emit()
+    emit(
+        f"{detect_reps} replications; the harmed segment's candidate mean is 0.9, the other "
+        f"segments' 1.0 (the average drops 2%); one observation per arm and segment per step, "
+        f"checked after every step; expected_n {expected_n} (the fixed-horizon size of a 10% "
+        "drop in each segment). Samples are observations per arm over all segments "
+        f"({HARMED_OF} x the harmed segment's); 'named' = the verdict's segment is the harmed one."
+    )
+    emit()
+    emit("| test | median samples per arm [harmed segment] | mean | detected by n_max | named |")
+    emit("|---|---|---|---|---|")
+    for name, det in found.items():
+        done = det.steps <= det.n_max
+        median = float(np.median(det.steps))
+        emit(
+            f"| {name} | {HARMED_OF * median:.0f} [{median:.0f}] "
+            f"| {HARMED_OF * float(det.steps.mean()):.0f} | {float(done.mean()):.3f} "
+            f"| {float(det.named[done].mean()):.3f} |"
+        )
+    emit()
+    return ok
+
+
 def main() -> int:
     """Run both parts with fixed seeds and print the markdown report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -543,15 +782,21 @@ def main() -> int:
     check = CrossCheck()
     ok_one = part_one(np.random.default_rng(args.seed), 4_000 if args.quick else 20_000, check)
     ok_two = part_two(np.random.default_rng(args.seed + 1), 400 if args.quick else 3_000, check)
+    segment_check = SegmentCheck()
+    ok_three = part_three(
+        np.random.default_rng(args.seed + 2),
+        2_000 if args.quick else 10_000,
+        200 if args.quick else 2_000,
+        segment_check,
+    )
     emit(
         f"Cross-check: {check.checked} sampled looks re-decided by analysis.sequential."
-        f"compare_means, {check.mismatches} disagreements."
+        f"compare_means, {check.mismatches} disagreements; {segment_check.checked} by "
+        f"analysis.segments.compare_segments, {segment_check.mismatches} disagreements."
     )
-    emit(
-        f"Overall: {'PASS' if ok_one and ok_two and not check.mismatches else 'FAIL'} "
-        f"({time.perf_counter() - started:.1f} s)"
-    )
-    return 0 if ok_one and ok_two and not check.mismatches else 1
+    ok = ok_one and ok_two and ok_three and not check.mismatches and not segment_check.mismatches
+    emit(f"Overall: {'PASS' if ok else 'FAIL'} ({time.perf_counter() - started:.1f} s)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 It implements the router contract (docs/router-contract.md) that lockgate drives, serves each
 decision from the incumbent or the candidate policy server as the route says, enforces the
-route's guardrails, takes late reward feedback, and exposes the metrics lockgate's example specs
+route's guardrails (blocked actions, caps, and actions held for human review on the control
+plane's `/reviews`), takes late reward feedback, and exposes the metrics lockgate's example specs
 query (docs/monitoring.md): Prometheus text on `/metrics`, one-number JSON on `/v1/stats`.
 
 Run it with

@@ -13,6 +13,8 @@ control plane (`--control-port`; `Authorization: Bearer <token>` on everything b
 
     PUT  /v1/targets/{target}/route     the router contract lockgate drives (409 if older)
     GET  /v1/targets/{target}/route     the route applied, or 404
+    GET  /v1/targets/{target}/reviews?limit=50        proposals waiting for a verdict
+    POST /v1/targets/{target}/reviews/{proposal_id}   a verdict (404 unknown, 409 already given)
     GET  /v1/stats?query=...            {"value": number | null} for the `http` provider
     GET  /metrics                       Prometheus text (names: gateway.metrics)
     GET  /healthz                       readiness (no token needed)
@@ -55,6 +57,7 @@ from gateway.admission import (
     RouteRefusedError,
     RouteRules,
 )
+from gateway.caps import CapGuard
 from gateway.control import BearerGuard, ControlToken, ControlTokenError
 from gateway.decider import Decider, IncumbentUnavailableError
 from gateway.decisions import (
@@ -72,16 +75,29 @@ from gateway.policy_client import (
     PolicyClient,
     policy_http_client,
 )
+from gateway.reviews import AlreadyReviewedError, Reviews, UnknownProposalError, Verdict
 from gateway.routing_table import (
     DEFAULT_MAX_TARGETS,
     RouteConflictError,
     RoutingTable,
     StateFileError,
 )
+from gateway.segments import Segments
 from gateway.stats import DEFAULT_RETENTION, StatsQueryError, parse_stats_query
 from gateway.validation import describe
 
-__all__ = ["DecideRequest", "FeedbackRequest", "Gateway", "create_gateway"]
+__all__ = [
+    "MAX_REVIEW_LIMIT",
+    "DecideRequest",
+    "FeedbackRequest",
+    "Gateway",
+    "ReviewRequest",
+    "create_gateway",
+]
+
+DEFAULT_REVIEW_LIMIT = 50
+MAX_REVIEW_LIMIT = 1000
+"""Most proposals one listing answers: a page a human reads, not a dump of the queue."""
 
 
 class DecideRequest(BaseModel):
@@ -107,6 +123,16 @@ class FeedbackRequest(BaseModel):
 
     decision_id: Annotated[str, Field(min_length=1, max_length=64)]
     reward: Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ReviewRequest(BaseModel):
+    """A reviewer's verdict on one proposal: who ruled, and why (lockgate audits both)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    verdict: Verdict
+    actor: Annotated[str, Field(min_length=1, max_length=200)]
+    reason: Annotated[str, Field(max_length=2000)] = ""
 
 
 @dataclass(frozen=True)
@@ -139,6 +165,7 @@ def create_gateway(
     max_generation_lead: float = DEFAULT_GENERATION_LEAD,
     body_limits: BodyLimits = DEFAULT_BODY_LIMITS,
     clock: Callable[[], float] = time.time,
+    monotonic_clock: Callable[[], float] = time.monotonic,
 ) -> Gateway:
     """The gateway as two ASGI apps, with their own routes, metrics registry and policy client.
 
@@ -161,7 +188,9 @@ def create_gateway(
         max_generation_lead: Seconds a route's generation (epoch milliseconds) may lie ahead
             of `clock`.
         body_limits: The largest body of each kind of request.
-        clock: Wall-clock seconds since the epoch, for the generation bound.
+        clock: Wall-clock seconds since the epoch, for the generation bound (and the dates of
+            review proposals).
+        monotonic_clock: Seconds for the share caps' sliding windows (tests drive their own).
 
     Raises:
         ControlTokenError: No token, and the control plane was not explicitly made insecure.
@@ -189,6 +218,8 @@ def create_gateway(
                 http, servers, per_server=policy_concurrency, queue_timeout=policy_timeout
             ),
             metrics,
+            caps=CapGuard(clock=monotonic_clock),
+            reviews=Reviews(metrics, clock=clock),
         ),
         reward_range,
     )
@@ -205,6 +236,10 @@ def create_gateway(
         routes=[
             _endpoint("/v1/targets/{target}/route", api.put_route, "PUT", limits.route),
             _endpoint("/v1/targets/{target}/route", api.get_route, "GET"),
+            _endpoint("/v1/targets/{target}/reviews", api.list_reviews, "GET"),
+            _endpoint(
+                "/v1/targets/{target}/reviews/{proposal_id}", api.review, "POST", limits.review
+            ),
             _endpoint("/v1/stats", api.stats, "GET"),
             _endpoint("/metrics", api.scrape, "GET"),
             _endpoint("/healthz", api.healthz, "GET"),
@@ -282,7 +317,16 @@ class _Api:
         except IncumbentUnavailableError as exc:
             return _detail(502, str(exc))
         decision_id = uuid.uuid4().hex
-        self.pending.add(decision_id, target, decision.arm, decision.version)
+        segments: Segments = ()
+        if ask.attributes:
+            segments = self.metrics.segments.segments(target, ask.attributes)
+            self.metrics.segment_decision(
+                target, decision.arm, decision.version, decision.action, segments
+            )
+        params = decision.params
+        if params:
+            self.metrics.action_values(target, decision.arm, decision.version, params)
+        self.pending.add(decision_id, target, decision.arm, decision.version, segments)
         answer = JSONResponse(
             {
                 "decision_id": decision_id,
@@ -292,6 +336,9 @@ class _Api:
                 "mode": decision.mode,
                 "shadow_action": decision.shadow_action,
                 "guardrail": decision.guardrail,
+                "intervention": decision.intervention,
+                "proposal": decision.proposal,
+                "params": dict(params) if params is not None else None,
             }
         )
         self.metrics.latency(target, decision.arm, time.perf_counter() - started)
@@ -319,7 +366,7 @@ class _Api:
             )
         except AlreadyRewardedError:
             return _detail(409, f"decision {body.decision_id} already has its reward")
-        self.metrics.reward(served.target, served.arm, served.version, body.reward)
+        self.metrics.reward(served.target, served.arm, served.version, body.reward, served.segments)
         return JSONResponse(
             {
                 "decision_id": body.decision_id,
@@ -328,6 +375,48 @@ class _Api:
                 "reward": body.reward,
             }
         )
+
+    async def list_reviews(self, request: Request) -> Response:
+        target = request.path_params["target"]
+        text = request.query_params.get("limit", str(DEFAULT_REVIEW_LIMIT))
+        whole = text.isascii() and text.isdigit() and len(text) <= 6
+        if not whole or not 1 <= int(text) <= MAX_REVIEW_LIMIT:
+            return _detail(422, f"limit must be a whole number from 1 to {MAX_REVIEW_LIMIT}")
+        pending, dropped = self.decider.reviews.pending(target, int(text))
+        return JSONResponse(
+            {"pending": [proposal.to_json() for proposal in pending], "dropped": dropped}
+        )
+
+    async def review(self, request: Request) -> Response:
+        target = request.path_params["target"]
+        proposal_id = request.path_params["proposal_id"]
+        try:
+            body = ReviewRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _detail(422, f"bad review: {describe(exc)}")
+        try:
+            reviewed = self.decider.reviews.review(
+                target, proposal_id, body.verdict, body.actor, body.reason
+            )
+        except UnknownProposalError:
+            return _detail(
+                404,
+                f"no proposal {proposal_id[:64]} for target {target}: never queued here, dropped "
+                "from a full queue, reviewed long ago, or lost in a gateway restart",
+            )
+        except AlreadyReviewedError as exc:
+            first = exc.reviewed
+            return JSONResponse(
+                {
+                    "detail": f"proposal {proposal_id} was already reviewed: "
+                    f"{first.verdict.value} by {first.actor}",
+                    "verdict": first.verdict.value,
+                    "actor": first.actor,
+                    "reason": first.reason,
+                },
+                status_code=409,
+            )
+        return JSONResponse(reviewed.to_json())
 
     async def scrape(self, request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -5,12 +5,23 @@
   is recorded (decision, agreement, would-be guardrail violation) and never served.
 - `split`: the unit's sticky arm serves (gateway.assignment).
 
-Guardrails: when the candidate picks a blocked action, the incumbent is asked and its action is
-served instead; the violation is counted and named in the answer. The decision stays the
-candidate's (arm and version; counted with the action actually served), so the candidate arm
-is judged as it will really run, with its guardrails (intention to treat): moving its blocked
-decisions to the incumbent would flatter the candidate's reward and hide how often it is
-overruled.
+Guardrails, in this order, on the candidate's decision (the first that applies overrules it):
+
+1. `blocked_actions`: the action is never served; the violation is counted.
+2. `review`: the action is a proposal for humans (gateway.reviews): it is queued and not served.
+3. value caps: a parameter above its cap (gateway.caps).
+4. share caps: the action would pass its share of the candidate's served decisions in the window.
+
+When one applies, the incumbent is asked and its decision (action and parameters) is served
+instead, and the intervention is counted and named in the answer (`guardrail`, `intervention`,
+and `proposal` for a review). The decision stays the candidate's (arm and version; counted with
+the action actually served), so the candidate arm is judged as it will really run, with its
+guardrails (intention to treat): moving its overruled decisions to the incumbent would flatter
+the candidate's reward and hide how often it is overruled. In shadow the same rules are judged
+on the candidate's mirrored decision and would-be interventions are counted, but nothing is
+queued for review (nothing of the candidate's is served, so there is nothing to approve).
+
+With no caps and no review on the route, none of this costs more than two attribute reads.
 
 Failures: a candidate that gives no action is counted as a candidate error and the incumbent
 serves (the unit is not punished for the rollout); an incumbent that gives no action is counted
@@ -30,8 +41,10 @@ from dataclasses import dataclass
 
 from activities.contracts import Route, RouteMode
 from gateway.assignment import Arm, assign
+from gateway.caps import CapGuard, Intervention
 from gateway.metrics import GatewayMetrics
-from gateway.policy_client import PolicyClient, PolicyError
+from gateway.policy_client import PolicyAnswer, PolicyClient, PolicyError
+from gateway.reviews import Reviews
 from rollout_specs import PolicyVersion
 
 __all__ = ["LOG_EVERY", "Decider", "Decision", "IncumbentUnavailableError"]
@@ -50,8 +63,10 @@ class IncumbentUnavailableError(Exception):
 class Decision:
     """One served decision, as the decide endpoint answers it.
 
-    `guardrail` is the blocked action the candidate picked in this decision, if any (served in
-    split, would-be in shadow); `shadow_action` is the candidate's action in shadow mode.
+    `guardrail` names what overruled the candidate's decision, if anything (served in split,
+    would-be in shadow): the action (blocked, review, share) or the parameter (value), and
+    `intervention` is its kind; `proposal` is the id of the queued review proposal;
+    `shadow_action` is the candidate's action in shadow mode; `params` are the served action's.
     """
 
     action: str
@@ -60,14 +75,26 @@ class Decision:
     mode: RouteMode
     shadow_action: str | None = None
     guardrail: str | None = None
+    intervention: Intervention | None = None
+    proposal: str | None = None
+    params: Mapping[str, float] | None = None
 
 
 class Decider:
     """Serves decisions for routes, recording every event in the gateway's metrics."""
 
-    def __init__(self, policies: PolicyClient, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        policies: PolicyClient,
+        metrics: GatewayMetrics,
+        *,
+        caps: CapGuard | None = None,
+        reviews: Reviews | None = None,
+    ) -> None:
         self._policies = policies
         self._metrics = metrics
+        self._caps = caps if caps is not None else CapGuard()
+        self.reviews = reviews if reviews is not None else Reviews(metrics)
         self._logged: dict[tuple[str, str, str], float] = {}
 
     async def decide(
@@ -90,7 +117,7 @@ class Decider:
             return await self._shadow(target, route, candidate, context)
         arm = assign(route.rollout_id, unit_id, route.percent, route.scope, attributes)
         if arm is Arm.CANDIDATE:
-            decision = await self._candidate(target, route, candidate, context)
+            decision = await self._candidate(target, route, candidate, unit_id, context, attributes)
             if decision is not None:
                 return decision
         return await self._incumbent(target, route, context)
@@ -102,7 +129,7 @@ class Decider:
         policy: PolicyVersion,
         mode: RouteMode,
         context: Mapping[str, float],
-    ) -> str:
+    ) -> PolicyAnswer:
         """Ask one policy, timing the call whatever its outcome."""
         started = time.perf_counter()
         try:
@@ -126,7 +153,9 @@ class Decider:
         self._logged[key] = now
         _log.warning("target %s: %s %s gave no action: %s", target, arm.value, version, exc)
 
-    async def _ask_incumbent(self, target: str, route: Route, context: Mapping[str, float]) -> str:
+    async def _ask_incumbent(
+        self, target: str, route: Route, context: Mapping[str, float]
+    ) -> PolicyAnswer:
         try:
             return await self._act(target, Arm.INCUMBENT, route.incumbent, route.mode, context)
         except PolicyError as exc:
@@ -136,28 +165,74 @@ class Decider:
             ) from exc
 
     async def _incumbent(self, target: str, route: Route, context: Mapping[str, float]) -> Decision:
-        action = await self._ask_incumbent(target, route, context)
+        answer = await self._ask_incumbent(target, route, context)
         version = route.incumbent.version
-        self._metrics.decision(target, Arm.INCUMBENT, version, route.mode, action)
-        return Decision(action, Arm.INCUMBENT, version, route.mode)
+        self._metrics.decision(target, Arm.INCUMBENT, version, route.mode, answer.action)
+        return Decision(answer.action, Arm.INCUMBENT, version, route.mode, params=answer.params)
+
+    def _guard(
+        self, target: str, route: Route, version: str, answer: PolicyAnswer
+    ) -> tuple[Intervention, str] | None:
+        """The guardrail that overrules the candidate's answer, as (kind, name), or None."""
+        guardrails = route.guardrails
+        action = answer.action
+        if action in guardrails.blocked_actions:
+            self._metrics.violation(target, Arm.CANDIDATE, version, action)
+            return Intervention.BLOCKED, action
+        if guardrails.review is not None and action in guardrails.review.actions:
+            return Intervention.REVIEW, action
+        if guardrails.caps:
+            return self._caps.check(target, route, action, answer.params)
+        return None
 
     async def _candidate(
-        self, target: str, route: Route, candidate: PolicyVersion, context: Mapping[str, float]
+        self,
+        target: str,
+        route: Route,
+        candidate: PolicyVersion,
+        unit_id: str,
+        context: Mapping[str, float],
+        attributes: Mapping[str, str],
     ) -> Decision | None:
         """The candidate's decision (guarded), or None when it failed and the incumbent serves."""
         version = candidate.version
         try:
-            action = await self._act(target, Arm.CANDIDATE, candidate, route.mode, context)
+            answer = await self._act(target, Arm.CANDIDATE, candidate, route.mode, context)
         except PolicyError:
             self._metrics.error(target, Arm.CANDIDATE, version)
             return None
-        blocked = None
-        if action in route.guardrails.blocked_actions:
-            blocked = action
-            self._metrics.violation(target, Arm.CANDIDATE, version, action)
-            action = await self._ask_incumbent(target, route, context)
-        self._metrics.decision(target, Arm.CANDIDATE, version, route.mode, action)
-        return Decision(action, Arm.CANDIDATE, version, route.mode, guardrail=blocked)
+        served = answer
+        overruled = self._guard(target, route, version, answer)
+        kind = guardrail = proposal = None
+        if overruled is not None:
+            kind, guardrail = overruled
+            self._metrics.intervention(target, version, guardrail, kind)
+            served = await self._ask_incumbent(target, route, context)
+            review = route.guardrails.review
+            if kind is Intervention.REVIEW and review is not None:
+                proposal = self.reviews.propose(
+                    target,
+                    review.max_pending,
+                    unit_id=unit_id,
+                    version=version,
+                    action=answer.action,
+                    params=answer.params,
+                    context=context,
+                    attributes=attributes,
+                ).id
+        if route.guardrails.caps:
+            self._caps.served(target, route, served.action)
+        self._metrics.decision(target, Arm.CANDIDATE, version, route.mode, served.action)
+        return Decision(
+            served.action,
+            Arm.CANDIDATE,
+            version,
+            route.mode,
+            guardrail=guardrail,
+            intervention=kind,
+            proposal=proposal,
+            params=served.params,
+        )
 
     async def _shadow(
         self, target: str, route: Route, candidate: PolicyVersion, context: Mapping[str, float]
@@ -168,7 +243,7 @@ class Decider:
             return_exceptions=True,
         )
         version = candidate.version
-        mirrored: str | None = None
+        mirrored: PolicyAnswer | None = None
         if isinstance(answer, PolicyError):
             self._metrics.error(target, Arm.CANDIDATE, version)
         elif isinstance(answer, BaseException):
@@ -179,17 +254,23 @@ class Decider:
             raise served
         if mirrored is None:
             return served
-        self._metrics.decision(target, Arm.CANDIDATE, version, RouteMode.SHADOW, mirrored)
-        self._metrics.shadow_pair(target, served.action, mirrored)
-        blocked = None
-        if mirrored in route.guardrails.blocked_actions:
-            blocked = mirrored
-            self._metrics.violation(target, Arm.CANDIDATE, version, mirrored)
+        action = mirrored.action
+        self._metrics.decision(target, Arm.CANDIDATE, version, RouteMode.SHADOW, action)
+        self._metrics.shadow_pair(target, served.action, action)
+        overruled = self._guard(target, route, version, mirrored)
+        kind = guardrail = None
+        if overruled is not None:  # would-be: counted, never queued (nothing is served)
+            kind, guardrail = overruled
+            self._metrics.intervention(target, version, guardrail, kind)
+        if route.guardrails.caps:  # what the candidate would have served
+            self._caps.served(target, route, action if kind is None else served.action)
         return Decision(
             served.action,
             Arm.INCUMBENT,
             served.version,
             RouteMode.SHADOW,
-            shadow_action=mirrored,
-            guardrail=blocked,
+            shadow_action=action,
+            guardrail=guardrail,
+            intervention=kind,
+            params=served.params,
         )

@@ -4,7 +4,9 @@ Rewards arrive seconds to hours after the decision (a click, a purchase), by dec
 gateway remembers who served each decision until its reward arrives, with two bounds so a client
 that never sends feedback cannot grow it without limit: at most `capacity` decisions (the oldest
 is forgotten first) and at most `ttl` seconds each. A rewarded decision is remembered as rewarded
-until it ages out, so a duplicate reward is refused instead of counted twice.
+until it ages out, so a duplicate reward is refused instead of counted twice. With each decision
+it keeps the unit's segments (at most gateway.segments.MAX_LABELS pairs of strings shared with the
+metrics' label sets), so the reward also counts in the segments the decision was taken in.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from gateway.segments import Segments
 
 __all__ = [
     "AlreadyRewardedError",
@@ -27,12 +31,13 @@ DEFAULT_TTL = 24 * 3600.0
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """Who served one decision, and when (monotonic seconds)."""
+    """Who served one decision, when (monotonic seconds), and in which segments of units."""
 
     target: str
     arm: str
     version: str
     at: float
+    segments: Segments = ()
 
 
 class UnknownDecisionError(LookupError):
@@ -67,10 +72,12 @@ class PendingDecisions:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, decision_id: str, target: str, arm: str, version: str) -> None:
+    def add(
+        self, decision_id: str, target: str, arm: str, version: str, segments: Segments = ()
+    ) -> None:
         """Remember a decision just served, forgetting the oldest beyond the bounds."""
         now = self._clock()
-        self._entries[decision_id] = Served(target, arm, version, now)
+        self._entries[decision_id] = Served(target, arm, version, now, segments)
         self._forget(now)
 
     def reward(self, decision_id: str, target: str) -> Served:

@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_BODY_LIMITS",
     "DEFAULT_DECIDE_BYTES",
     "DEFAULT_FEEDBACK_BYTES",
+    "DEFAULT_REVIEW_BYTES",
     "DEFAULT_ROUTE_BYTES",
     "LINGER_BYTES",
     "LINGER_IDLE",
@@ -47,6 +48,8 @@ DEFAULT_DECIDE_BYTES = 8 * 1024
 """A decide request is a unit id, a feature vector and a few labels: well under 1 KiB usually."""
 DEFAULT_FEEDBACK_BYTES = 1024
 """A feedback is a decision id and a number."""
+DEFAULT_REVIEW_BYTES = 4 * 1024
+"""A review verdict is a word, an actor and a reason of a sentence or two."""
 LINGER_SECONDS = 2.0
 """Longest a refused request's remaining body is discarded before the connection closes."""
 LINGER_IDLE = 0.25
@@ -62,9 +65,10 @@ class BodyLimits:
     route: int = DEFAULT_ROUTE_BYTES
     decide: int = DEFAULT_DECIDE_BYTES
     feedback: int = DEFAULT_FEEDBACK_BYTES
+    review: int = DEFAULT_REVIEW_BYTES
 
     def __post_init__(self) -> None:
-        if min(self.route, self.decide, self.feedback) < 1:
+        if min(self.route, self.decide, self.feedback, self.review) < 1:
             raise ValueError("body limits must be at least 1 byte")
 
 

@@ -14,21 +14,40 @@ once in the windowed stats that answer the `http` monitoring provider.
     lockgate_policy_latency_seconds{target,arm,version,mode}  (histogram; lockgate's addition)
     lockgate_shadow_agreements_total{target,agree}       (agree: "true" | "false")
     lockgate_shadow_pairs_total{target,incumbent_action,candidate_action}
+    lockgate_guardrail_interventions_total{target,guardrail,kind}
+    lockgate_action_value_total{target,arm,version,field}
+    lockgate_segment_decisions_total{target,arm,version,label,segment,action}
+    lockgate_segment_rewards_total{target,arm,version,label,segment}
+    lockgate_segment_reward_squares_total{target,arm,version,label,segment}
+    lockgate_segment_rewarded_decisions_total{target,arm,version,label,segment}
+    lockgate_review_proposals_total{target,version}
+    lockgate_review_verdicts_total{target,version,verdict}
+    lockgate_review_dropped_total{target}
+
+An intervention is a candidate decision a guardrail overruled (kind `blocked`, `review`, `value`,
+`share`; in shadow, one it would have overruled), named by its guardrail: the action for
+blocked, review and share, the parameter for value. `action_value` sums each numeric parameter
+of served decisions by the arm that decided (a spend); a negative value is not added, since a
+counter never goes down. Segments are unit attributes (gateway.segments), counted for served
+decisions and their rewards.
 
 Label values are bounded, so no caller can grow the registry without limit: targets are the
 routed ones (bounded by `--max-targets`), versions come from routes, and actions (which policy
 servers choose) are the first `max_actions` distinct ones seen per target; any later new action
-is counted under the label `other` (OTHER_ACTION). The decision itself is still served and
-answered with its real action: only its metric label is folded.
+is counted under the label `other` (OTHER_ACTION), and parameter names likewise. Segment labels
+and values are bounded by gateway.segments. The decision itself is still served and answered
+with its real action: only its metric label is folded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
+from gateway.segments import SegmentLabels, Segments
 from gateway.stats import DEFAULT_RETENTION, WindowedStats
 
 __all__ = ["DEFAULT_MAX_ACTIONS", "LATENCY_BUCKETS", "OTHER_ACTION", "GatewayMetrics"]
@@ -44,6 +63,7 @@ LATENCY_BUCKETS = (
 """Seconds; a decision is one or two loopback round trips, so the interesting range is 0.5-50ms."""
 
 _ARM = ("target", "arm", "version")
+_SEGMENT = (*_ARM, "label", "segment")
 
 _Family = TypeVar("_Family", bound=MetricWrapperBase)
 
@@ -62,6 +82,9 @@ class GatewayMetrics:
             raise ValueError("max_actions must be at least 1")
         self.max_actions = max_actions
         self._actions: dict[str, set[str]] = {}
+        self._fields: dict[str, set[str]] = {}
+        self.segments = SegmentLabels()
+        """The bounded segment labels of each target's units (gateway.segments)."""
         self.registry = CollectorRegistry(auto_describe=True)
         self.stats = WindowedStats(retention=stats_retention)
         registry = self.registry
@@ -110,6 +133,46 @@ class GatewayMetrics:
             "candidate's mirrored one: the paired table shadow triggers judge.",
             ["target", "incumbent_action", "candidate_action"], registry=registry,
         )  # fmt: skip
+        self._interventions = Counter(
+            "lockgate_guardrail_interventions", "Candidate decisions a guardrail overruled (the "
+            "incumbent's decision was served; in shadow: would have overruled), by guardrail "
+            "(action, or parameter for kind=value) and kind (blocked, review, value, share).",
+            ["target", "guardrail", "kind"], registry=registry,
+        )  # fmt: skip
+        self._action_values = Counter(
+            "lockgate_action_value", "Sum of each numeric parameter of served decisions (a "
+            "spend), by the arm that decided; negative values are not added.",
+            [*_ARM, "field"], registry=registry,
+        )  # fmt: skip
+        self._segment_decisions = Counter(
+            "lockgate_segment_decisions", "Served decisions per unit segment (an attribute's "
+            "value), by the arm that decided and the action served.",
+            [*_SEGMENT, "action"], registry=registry,
+        )  # fmt: skip
+        self._segment_rewards = Counter(
+            "lockgate_segment_rewards", "Sum of the rewards of rewarded decisions, per segment.",
+            _SEGMENT, registry=registry,
+        )  # fmt: skip
+        self._segment_reward_squares = Counter(
+            "lockgate_segment_reward_squares", "Sum of the squared rewards, per segment.",
+            _SEGMENT, registry=registry,
+        )  # fmt: skip
+        self._segment_rewarded = Counter(
+            "lockgate_segment_rewarded_decisions", "Decisions whose reward arrived, per segment.",
+            _SEGMENT, registry=registry,
+        )  # fmt: skip
+        self._proposals = Counter(
+            "lockgate_review_proposals", "Candidate decisions queued for human review.",
+            ["target", "version"], registry=registry,
+        )  # fmt: skip
+        self._verdicts = Counter(
+            "lockgate_review_verdicts", "Reviewed proposals, by verdict (approve, reject).",
+            ["target", "version", "verdict"], registry=registry,
+        )  # fmt: skip
+        self._dropped = Counter(
+            "lockgate_review_dropped", "Proposals dropped unreviewed: the queue was full "
+            "(review.max_pending) and they were the oldest.", ["target"], registry=registry,
+        )  # fmt: skip
         self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
 
     def _child(self, family: _Family, labels: tuple[str, ...]) -> _Family:
@@ -121,14 +184,22 @@ class GatewayMetrics:
 
     def action_label(self, target: str, action: str) -> str:
         """`action` as a label value: itself if among the target's first `max_actions`."""
-        known = self._actions.get(target)
+        return self._bounded(self._actions, target, action)
+
+    def field_label(self, target: str, field: str) -> str:
+        """A parameter name as a label value: itself if among the target's first `max_actions`."""
+        return self._bounded(self._fields, target, field)
+
+    def _bounded(self, seen: dict[str, set[str]], target: str, value: str) -> str:
+        """`value` if among the target's first `max_actions` distinct ones in `seen`, else other."""
+        known = seen.get(target)
         if known is None:
-            known = self._actions[target] = set()
-        if action in known:
-            return action
+            known = seen[target] = set()
+        if value in known:
+            return value
         if len(known) < self.max_actions:
-            known.add(action)
-            return action
+            known.add(value)
+            return value
         return OTHER_ACTION
 
     def decision(self, target: str, arm: str, version: str, mode: str, action: str) -> None:
@@ -156,8 +227,59 @@ class GatewayMetrics:
         candidate_action = self.action_label(target, candidate_action)
         self._child(self._pairs, (target, incumbent_action, candidate_action)).inc()
 
-    def reward(self, target: str, arm: str, version: str, reward: float) -> None:
+    def intervention(self, target: str, version: str, guardrail: str, kind: str) -> None:
+        """A guardrail overruled (or in shadow would have) a decision of candidate `version`.
+
+        `guardrail` is an action, or a parameter name for kind `value`; both come from the
+        route's guardrails, and are folded like actions all the same.
+        """
+        if kind == "value":
+            label = self.field_label(target, guardrail)
+        else:
+            label = self.action_label(target, guardrail)
+        self._child(self._interventions, (target, label, kind)).inc()
+        self.stats.intervention(target, version)
+
+    def action_values(
+        self, target: str, arm: str, version: str, params: Mapping[str, float]
+    ) -> None:
+        """A served decision's parameters, added to their sums by the arm that decided."""
+        added: dict[str, float] = {}
+        for field, value in params.items():
+            if value >= 0:
+                label = self.field_label(target, field)
+                self._child(self._action_values, (target, arm, version, label)).inc(value)
+                added[label] = added.get(label, 0.0) + value
+        if added:
+            self.stats.action_values(target, version, added)
+
+    def segment_decision(
+        self, target: str, arm: str, version: str, action: str, segments: Segments
+    ) -> None:
+        """A served decision, counted in each of the unit's segments."""
+        action = self.action_label(target, action)
+        for label, segment in segments:
+            labels = (target, arm, version, label, segment, action)
+            self._child(self._segment_decisions, labels).inc()
+
+    def review_proposal(self, target: str, version: str) -> None:
+        """A decision of candidate `version` was queued for review."""
+        self._child(self._proposals, (target, version)).inc()
+
+    def review_verdict(self, target: str, version: str, verdict: str) -> None:
+        """A reviewer approved or rejected a proposal of `version`."""
+        self._child(self._verdicts, (target, version, verdict)).inc()
+
+    def review_dropped(self, target: str) -> None:
+        """A proposal was dropped unreviewed (its queue was full)."""
+        self._child(self._dropped, (target,)).inc()
+
+    def reward(
+        self, target: str, arm: str, version: str, reward: float, segments: Segments = ()
+    ) -> None:
         """A decision's reward arrived; it belongs to the arm and version that served it.
+
+        `segments` are the decision's (gateway.segments), so the reward counts in each of them.
 
         Prometheus counters never decrease (a decrease reads as a restart), so rewards must be
         non-negative and finite; the HTTP layer refuses any reward outside the gateway's range
@@ -172,6 +294,11 @@ class GatewayMetrics:
         self._child(self._rewards, labels).inc(reward)
         self._child(self._reward_squares, labels).inc(reward * reward)
         self._child(self._rewarded, labels).inc()
+        for label, segment in segments:
+            per_segment = (target, arm, version, label, segment)
+            self._child(self._segment_rewards, per_segment).inc(reward)
+            self._child(self._segment_reward_squares, per_segment).inc(reward * reward)
+            self._child(self._segment_rewarded, per_segment).inc()
         self.stats.reward(target, version, reward)
 
     def latency(self, target: str, arm: str, seconds: float) -> None:

@@ -10,12 +10,21 @@ versions without a model registry:
 The probability of action `a` in context `x` is softmax((W x + b) / T)[a]: one weight row and one
 bias per action, one weight per feature. The artifact is validated when loaded so that a wrong
 shape fails at start-up with the field named, never on the first request.
+
+An action may carry numeric parameters (a discount's amount), each linear in the features:
+
+    "parameters": {"discount": {"amount": {"intercept": 20.0, "weights": {"basket": 0.5}}}}
+
+value = intercept + sum(weights[f] * context[f]) (no `weights`: a constant). Only the listed
+actions carry parameters; the policy server answers them as `params` with the action, which is
+what the router's value caps and spend metrics read.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,14 +37,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.validation import describe
 
 __all__ = [
+    "MAX_PARAMETERS",
     "ArtifactError",
     "ContextError",
     "LinearSoftmaxPolicy",
+    "Parameter",
     "PolicyArtifact",
     "load_policy",
 ]
 
 _Name = Annotated[str, Field(min_length=1)]
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+MAX_PARAMETERS = 16
+"""Parameters one action may carry (the router refuses answers with more)."""
+_PARAMETER_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")
 
 
 class ArtifactError(ValueError):
@@ -44,6 +60,15 @@ class ArtifactError(ValueError):
 
 class ContextError(ValueError):
     """A decision context cannot be fed to the policy (a missing or non-numeric feature)."""
+
+
+class Parameter(BaseModel):
+    """One numeric parameter of an action, linear in the features (constant without weights)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    intercept: _Finite
+    weights: dict[str, _Finite] = Field(default_factory=dict)
 
 
 class PolicyArtifact(BaseModel):
@@ -61,6 +86,35 @@ class PolicyArtifact(BaseModel):
     weights: list[list[float]]
     bias: list[float]
     temperature: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    parameters: dict[str, dict[str, Parameter]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_parameters(self) -> PolicyArtifact:
+        actions, features = set(self.actions), set(self.features)
+        for action, fields in self.parameters.items():
+            if action not in actions:
+                raise ValueError(
+                    f"parameters names the action {action!r}, which is not one of `actions`; "
+                    "give parameters only to the policy's own actions"
+                )
+            if len(fields) > MAX_PARAMETERS:
+                raise ValueError(
+                    f"parameters.{action} has {len(fields)} parameters; at most "
+                    f"{MAX_PARAMETERS} per action"
+                )
+            for field, parameter in fields.items():
+                if not _PARAMETER_NAME.fullmatch(field):
+                    raise ValueError(
+                        f"parameters.{action}: {field!r} is not a parameter name; write letters, "
+                        "digits and _ (not starting with a digit, at most 64), like `amount`"
+                    )
+                unknown = sorted(set(parameter.weights) - features)
+                if unknown:
+                    raise ValueError(
+                        f"parameters.{action}.{field}.weights names {', '.join(unknown)}, not "
+                        "among `features`; weigh only the policy's features"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _check_shapes(self) -> PolicyArtifact:
@@ -110,6 +164,13 @@ class LinearSoftmaxPolicy:
         self._weights = np.asarray(artifact.weights, dtype=np.float64).reshape(shape)
         self._bias = np.asarray(artifact.bias, dtype=np.float64)
         self._inverse_temperature = 1.0 / artifact.temperature
+        self._parameters = {
+            action: tuple(
+                (field, p.intercept, tuple(p.weights.items())) for field, p in fields.items()
+            )
+            for action, fields in artifact.parameters.items()
+            if fields
+        }
 
     @property
     def version(self) -> str:
@@ -199,6 +260,38 @@ class LinearSoftmaxPolicy:
         index = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
         index = min(index, len(self._actions) - 1)
         return self._actions[index], dict(zip(self._actions, probabilities.tolist(), strict=True))
+
+    def parameters(self, action: str, context: Mapping[str, object]) -> dict[str, float] | None:
+        """The numeric parameters of `action` in this context, or None when it carries none.
+
+        Raises:
+            ContextError: A weighted feature is missing or not a finite number, or a value
+                overflows to infinity.
+        """
+        fields = self._parameters.get(action)
+        if fields is None:
+            return None
+        values: dict[str, float] = {}
+        for field, intercept, weights in fields:
+            value = intercept
+            for feature, weight in weights:
+                value += weight * _feature(context, feature)
+            if not math.isfinite(value):
+                raise ContextError(f"parameter {field} of {action} is not finite in this context")
+            values[field] = value
+        return values
+
+
+def _feature(context: Mapping[str, object], name: str) -> float:
+    """One feature of a context as a float, or a ContextError naming it."""
+    if name not in context:
+        raise ContextError(f"the context lacks feature {name}")
+    value = context[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ContextError(f"feature {name} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise ContextError(f"feature {name} must be finite, not {value!r}")
+    return float(value)
 
 
 def load_policy(path: Path) -> LinearSoftmaxPolicy:

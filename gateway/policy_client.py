@@ -4,9 +4,10 @@ A route names each policy version with `uri` = the base URL of its policy server
 policy servers the gateway was started with are ever called (gateway.admission.PolicyServers;
 routes naming others are refused before they are held, and this client checks again). Every
 failure to get an action (no uri, a server not allowed, connection refused, timeout, a non-200,
-an answer without an action, too many calls already waiting) is a `PolicyError`, so the decide
-path has one thing to handle per arm. Its `reason` is what a client may be told (never text the
-policy server sent); its message, for the gateway's log, has the whole story.
+an answer without an action or with unusable `params`, too many calls already waiting) is a
+`PolicyError`, so the decide path has one thing to handle per arm. Its `reason` is what a client
+may be told (never text the policy server sent); its message, for the gateway's log, has the
+whole story.
 
 Each policy server gets a bounded number of calls in flight (`per_server`), for two reasons:
 
@@ -23,20 +24,48 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
+import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import httpx
 
 from gateway.admission import PolicyServers
 from rollout_specs import PolicyVersion
 
-__all__ = ["MAX_ACTION_LENGTH", "PolicyClient", "PolicyError", "policy_http_client"]
+__all__ = [
+    "MAX_ACTION_LENGTH",
+    "MAX_PARAMS",
+    "PARAM_NAME",
+    "PolicyAnswer",
+    "PolicyClient",
+    "PolicyError",
+    "policy_http_client",
+]
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_PER_SERVER = 8
 MAX_ACTION_LENGTH = 128
 """Characters an action may have: actions are metric label values and answer fields."""
+MAX_PARAMS = 16
+"""Parameters one answer may carry: each is a metric label value (`field`) and a sum to keep."""
+PARAM_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")
+"""A parameter's name: spelled like a metric label name, so it reads the same in every query."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyAnswer:
+    """A policy's action and, when the policy gives any, its numeric parameters.
+
+    The parameters travel with the action because caps judge them (a discount's `amount`) and
+    spend is summed from them; None (not an empty mapping) when the policy gave none, so the
+    common answer costs nothing more.
+    """
+
+    action: str
+    params: Mapping[str, float] | None = None
 
 
 class PolicyError(Exception):
@@ -108,8 +137,8 @@ class PolicyClient:
         self._queue_timeout = queue_timeout
         self._servers: dict[str, _Server] = {}
 
-    async def act(self, policy: PolicyVersion, context: Mapping[str, float]) -> str:
-        """The action `policy` takes in `context`.
+    async def act(self, policy: PolicyVersion, context: Mapping[str, float]) -> PolicyAnswer:
+        """The action `policy` takes in `context`, with its parameters if it gives any.
 
         Raises:
             PolicyError: The version has no uri, its server is not allowed, or it failed to
@@ -139,7 +168,7 @@ class PolicyClient:
             ) from exc
         finally:
             server.gate.release()
-        return _action(server.url, response)
+        return _answer(server.url, response)
 
     async def _take_turn(self, server: _Server) -> None:
         if not server.gate.locked():
@@ -156,7 +185,7 @@ class PolicyClient:
             ) from None
 
 
-def _action(url: httpx.URL, response: httpx.Response) -> str:
+def _answer(url: httpx.URL, response: httpx.Response) -> PolicyAnswer:
     if response.status_code != 200:
         raise PolicyError(
             f"{url} answered {response.status_code}: {response.text[:200]}",
@@ -164,7 +193,8 @@ def _action(url: httpx.URL, response: httpx.Response) -> str:
         )
     unusable = "its policy server answered without a usable action"
     try:
-        action = json.loads(response.content)["action"]
+        document = json.loads(response.content)
+        action = document["action"]
     except (ValueError, KeyError, TypeError) as exc:
         raise PolicyError(
             f"{url} answered without an action: {response.text[:200]}", unusable
@@ -175,7 +205,36 @@ def _action(url: httpx.URL, response: httpx.Response) -> str:
             f"characters: {str(action)[:200]!r}",
             unusable,
         )
-    return action
+    params = document.get("params")
+    if params is None:
+        return PolicyAnswer(action)
+    problem = _params_problem(params)
+    if problem is not None:
+        raise PolicyError(
+            f"{url} answered unusable params ({problem}): {str(params)[:200]}",
+            "its policy server answered unusable action parameters",
+        )
+    return PolicyAnswer(action, {name: float(value) for name, value in params.items()})
+
+
+def _params_problem(params: object) -> str | None:
+    """What is wrong with an answer's `params`, or None when it is usable."""
+    if not isinstance(params, dict):
+        return "not an object"
+    if len(params) > MAX_PARAMS:
+        return f"{len(params)} parameters, more than {MAX_PARAMS}"
+    for name, value in params.items():
+        if not PARAM_NAME.fullmatch(name):
+            return f"the name {name[:80]!r} is not a label name (letters, digits, _; at most 64)"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{name} is not a number"
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer too large for a float
+            finite = False
+        if not finite:
+            return f"{name} is not finite"
+    return None
 
 
 def _remember_that_sniffio_is_absent() -> None:

@@ -35,7 +35,8 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
     """The policy server as an ASGI app.
 
     `POST /act` with `{"context": {feature: number}}` answers
-    `{"action", "probabilities": {action: p}, "version"}`, or 422 with a `detail` naming what is
+    `{"action", "probabilities": {action: p}, "version"}` (plus `"params": {name: number}` when
+    the artifact gives the action parameters), or 422 with a `detail` naming what is
     wrong with the context. The batch form, `{"contexts": [{feature: number}, ...]}` (at most
     MAX_BATCH), answers `{"probabilities": [{action: p}, ...], "version"}` in the same order and
     samples no action: it is for scoring logged contexts, computed in one vectorised pass.
@@ -66,11 +67,17 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
             )
         try:
             action, probabilities = policy.act(context, rng)
+            params = policy.parameters(action, context)
         except ContextError as exc:
             return _unprocessable(str(exc))
-        return JSONResponse(
-            {"action": action, "probabilities": probabilities, "version": policy.version}
-        )
+        answer: dict[str, Any] = {
+            "action": action,
+            "probabilities": probabilities,
+            "version": policy.version,
+        }
+        if params is not None:
+            answer["params"] = params
+        return JSONResponse(answer)
 
     def _score(contexts: Any) -> JSONResponse:
         if not isinstance(contexts, list) or not all(isinstance(c, dict) for c in contexts):

@@ -8,7 +8,10 @@ gateway keeps per (target, version) counts in one-second buckets and answers que
 
 Stats: `error_rate` (failed policy calls / all policy calls), `mean_reward` (reward sum /
 rewarded decisions), and the raw sums `decisions`, `errors`, `guardrail_violations`,
-`reward_sum`, `reward_squares`, `rewarded` (for statistics computed elsewhere). `window` is a
+`interventions` (decisions of the version a guardrail overruled, or in shadow would have),
+`reward_sum`, `reward_squares`, `rewarded` (for statistics computed elsewhere), and
+`action_value` with `field=<parameter>` (the sum of that parameter over the version's served
+decisions: a spend; negative values are not added, as in the Prometheus counter). `window` is a
 duration (default 60s; `90s`, `5m`, `1h30m`); `min_samples` (default: no minimum) is the fewest
 samples the stat needs before it answers: policy calls for the per-call stats, rewarded
 decisions for the reward stats.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -41,6 +44,8 @@ class Stat(StrEnum):
     DECISIONS = "decisions"
     ERRORS = "errors"
     GUARDRAIL_VIOLATIONS = "guardrail_violations"
+    INTERVENTIONS = "interventions"
+    ACTION_VALUE = "action_value"
     REWARD_SUM = "reward_sum"
     REWARD_SQUARES = "reward_squares"
     REWARDED = "rewarded"
@@ -52,7 +57,8 @@ class StatsQueryError(ValueError):
 
 _USAGE = (
     "write `<stat> target=<target> version=<version> [window=60s] [min_samples=N]` "
-    f"with <stat> one of {', '.join(s.value for s in Stat)}"
+    f"with <stat> one of {', '.join(s.value for s in Stat)} "
+    "(action_value also takes field=<parameter>)"
 )
 
 
@@ -65,6 +71,8 @@ class StatsQuery:
     version: str
     window: float = DEFAULT_WINDOW
     min_samples: int = 0
+    field: str | None = None
+    """The parameter `action_value` sums (only that stat takes one)."""
 
 
 def parse_stats_query(text: str) -> StatsQuery:
@@ -85,20 +93,25 @@ def parse_stats_query(text: str) -> StatsQuery:
         key, equals, value = word.partition("=")
         if not equals or not key or not value:
             raise StatsQueryError(f"{word!r} is not key=value; {_USAGE}")
-        if key not in {"target", "version", "window", "min_samples"}:
+        if key not in {"target", "version", "window", "min_samples", "field"}:
             raise StatsQueryError(f"unknown key {key!r}; {_USAGE}")
         if key in fields:
             raise StatsQueryError(f"{key} is given twice; {_USAGE}")
         fields[key] = value
     missing = [key for key in ("target", "version") if key not in fields]
+    if stat is Stat.ACTION_VALUE and "field" not in fields:
+        missing.append("field")
     if missing:
         raise StatsQueryError(f"missing {' and '.join(missing)}; {_USAGE}")
+    if stat is not Stat.ACTION_VALUE and "field" in fields:
+        raise StatsQueryError(f"only action_value takes a field; {_USAGE}")
     return StatsQuery(
         stat,
         fields["target"],
         fields["version"],
         _window(fields.get("window")),
         _min_samples(fields.get("min_samples")),
+        fields.get("field"),
     )
 
 
@@ -129,10 +142,12 @@ class _Bucket:
         "decisions",
         "errors",
         "guardrail_violations",
+        "interventions",
         "reward_squares",
         "reward_sum",
         "rewarded",
         "second",
+        "values",
     )
 
     def __init__(self, second: int) -> None:
@@ -140,18 +155,26 @@ class _Bucket:
         self.decisions = 0
         self.errors = 0
         self.guardrail_violations = 0
+        self.interventions = 0
         self.rewarded = 0
         self.reward_sum = 0.0
         self.reward_squares = 0.0
+        self.values: dict[str, float] | None = None  # parameter sums, once there are any
 
 
 class _Totals:
     """Sums over the buckets of one window."""
 
-    def __init__(self, buckets: list[_Bucket]) -> None:
+    def __init__(self, buckets: list[_Bucket], field: str | None = None) -> None:
         self.decisions = sum(b.decisions for b in buckets)
         self.errors = sum(b.errors for b in buckets)
         self.guardrail_violations = sum(b.guardrail_violations for b in buckets)
+        self.interventions = sum(b.interventions for b in buckets)
+        self.action_value = (
+            sum(b.values.get(field, 0.0) for b in buckets if b.values is not None)
+            if field is not None
+            else 0.0
+        )
         self.rewarded = sum(b.rewarded for b in buckets)
         self.reward_sum = sum(b.reward_sum for b in buckets)
         self.reward_squares = sum(b.reward_squares for b in buckets)
@@ -173,7 +196,15 @@ class _Totals:
         return float(getattr(self, stat.value))
 
 
-_COUNTED_PER_CALL = frozenset({Stat.DECISIONS, Stat.ERRORS, Stat.GUARDRAIL_VIOLATIONS})
+_COUNTED_PER_CALL = frozenset(
+    {
+        Stat.DECISIONS,
+        Stat.ERRORS,
+        Stat.GUARDRAIL_VIOLATIONS,
+        Stat.INTERVENTIONS,
+        Stat.ACTION_VALUE,
+    }
+)
 
 
 class WindowedStats:
@@ -219,6 +250,19 @@ class WindowedStats:
         """A policy version picked an action the guardrails block."""
         self._bucket(target, version).guardrail_violations += 1
 
+    def intervention(self, target: str, version: str) -> None:
+        """A guardrail overruled a decision of a policy version (or in shadow would have)."""
+        self._bucket(target, version).interventions += 1
+
+    def action_values(self, target: str, version: str, params: Mapping[str, float]) -> None:
+        """A served decision of a policy version had these parameters."""
+        bucket = self._bucket(target, version)
+        values = bucket.values
+        if values is None:
+            values = bucket.values = {}
+        for field, value in params.items():
+            values[field] = values.get(field, 0.0) + value
+
     def reward(self, target: str, version: str, reward: float) -> None:
         """A decision of a policy version got its reward."""
         bucket = self._bucket(target, version)
@@ -246,4 +290,4 @@ class WindowedStats:
             if bucket.second <= oldest:
                 break
             inside.append(bucket)
-        return _Totals(inside).value(query.stat, query.min_samples)
+        return _Totals(inside, query.field).value(query.stat, query.min_samples)

@@ -39,6 +39,7 @@ __all__ = [
     "Implementation",
     "MonitoringBackend",
     "RouterBackend",
+    "SegmentQueries",
     "UnknownBackendType",
     "forget_installed",
     "monitoring_backend",
@@ -111,6 +112,10 @@ class MonitoringBackend:
         answers: What the provider answers when it lacks a capability, completing "the `type`
             provider ...", e.g. `answers one number per query`.
         metrics: Per-arm metrics a statistical trigger may name without defining them.
+        segments: The per-segment queries segments triggers read, or None when the provider
+            cannot answer them.
+        spend: The query of one arm's spend (the sum of an action parameter the router counted)
+            spend triggers read, or None when the provider cannot answer it.
     """
 
     type: str
@@ -121,11 +126,27 @@ class MonitoringBackend:
     pairs: bool = False
     answers: str = "answers one number per query"
     metrics: Mapping[str, ArmMetric] = field(default_factory=dict)
+    segments: SegmentQueries | None = None
+    spend: str | None = None
 
     def __post_init__(self) -> None:
         what = f"monitoring type {self.type!r}"
         _check_tag(self.type, self.config, what)
         _require_fields(self.config, ("type", "timeout"), what)
+
+
+@dataclass(frozen=True)
+class SegmentQueries:
+    """Query templates answering one value per segment for one arm (`query_by` on `segment`).
+
+    Each is rendered with the check's variables plus `version` (the arm) and `segment_label`
+    (the unit attribute the trigger splits by). `decisions` answers per (segment, action).
+    """
+
+    count: str
+    total: str
+    total_squares: str
+    decisions: str
 
 
 @dataclass(frozen=True)
@@ -139,12 +160,15 @@ class RouterBackend:
         implementation: The router factory, `(config, httpx.AsyncClient) -> TrafficRouter`, or
             its `module:attribute` name.
         label: How messages name the backend to a human.
+        reviews: True when the router holds the candidate's proposals for review
+            (guardrails.review) and takes verdicts on them.
     """
 
     type: str
     config: ConfigModel
     implementation: Implementation
     label: str
+    reviews: bool = False
 
     def __post_init__(self) -> None:
         what = f"router type {self.type!r}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from rollout_specs.backends import MonitoringBackend, RouterBackend
+from rollout_specs.backends import MonitoringBackend, RouterBackend, SegmentQueries
 from rollout_specs.models import ArmMetric, HttpMonitoring, HttpRouter, PrometheusMonitoring
 
 __all__ = [
@@ -40,6 +40,21 @@ _ERRORS = f"({_increase('lockgate_decision_errors_total')} or vector(0))"
 _VIOLATIONS = f"({_increase('lockgate_guardrail_violations_total')} or vector(0))"
 _DECISIONS = _increase("lockgate_decisions_total")
 
+_SEGMENT = 'target="{{target}}",version="{{version}}",label="{{segment_label}}"'
+
+
+def _by_segment(metric: str, by: str = "segment") -> str:
+    return f"sum by ({by}) (increase({metric}{{{_SEGMENT}}}[{{{{stage_window}}}}]))"
+
+
+_PROMETHEUS_SEGMENTS = SegmentQueries(
+    count=_by_segment("lockgate_segment_rewarded_decisions_total"),
+    total=_by_segment("lockgate_segment_rewards_total"),
+    total_squares=_by_segment("lockgate_segment_reward_squares_total"),
+    decisions=_by_segment("lockgate_segment_decisions_total", "segment, action"),
+)
+"""One arm's rewards and decisions per value of a unit attribute (the gateway's counters)."""
+
 PROMETHEUS = MonitoringBackend(
     type="prometheus",
     config=PrometheusMonitoring,
@@ -61,6 +76,11 @@ PROMETHEUS = MonitoringBackend(
             count=_DECISIONS, total=_VIOLATIONS, higher_is_better=False
         ),
     },
+    segments=_PROMETHEUS_SEGMENTS,
+    spend=(
+        'sum(increase(lockgate_action_value_total{target="{{target}}",version="{{version}}",'
+        'field="{{spend_field}}"}[{{stage_window}}])) or vector(0)'
+    ),
 )
 """Prometheus's instant-query API: single values, per-action and paired tables."""
 
@@ -82,6 +102,10 @@ HTTP_MONITORING = MonitoringBackend(
             count=_stats("decisions"), total=_stats("guardrail_violations"), higher_is_better=False
         ),
     },
+    spend=(
+        "action_value target={{target}} version={{version}} field={{spend_field}} "
+        "window={{stage_window}}"
+    ),
 )
 """Any endpoint answering JSON with one number (the reference gateway's /v1/stats)."""
 
@@ -90,6 +114,7 @@ HTTP_ROUTER = RouterBackend(
     config=HttpRouter,
     implementation="activities.routers.http_router:HttpTrafficRouter",
     label="HTTP router",
+    reviews=True,
 )
 """lockgate's HTTP route contract (docs/router-contract.md)."""
 

@@ -28,6 +28,7 @@ from pydantic import (
     WrapSerializer,
     WrapValidator,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticKnownError
@@ -67,8 +68,10 @@ __all__ = [
     "VERSION_PATTERN",
     "Approval",
     "BudgetTrigger",
+    "Cap",
     "CompareTrigger",
     "DriftTrigger",
+    "Fairness",
     "Guardrails",
     "HttpMonitoring",
     "HttpRouter",
@@ -81,18 +84,27 @@ __all__ = [
     "OfflineEval",
     "PolicyVersion",
     "PrometheusMonitoring",
+    "Review",
+    "ReviewRule",
+    "ReviewTrigger",
     "RollbackTrigger",
     "RolloutSpec",
     "RolloutSpecBody",
     "RouterConfig",
+    "SegmentsRule",
+    "SegmentsTrigger",
     "ShadowRule",
     "ShadowTrigger",
+    "ShareCap",
+    "SpendRule",
+    "SpendTrigger",
     "Stage",
     "StageMode",
     "Threshold",
     "ThresholdTrigger",
     "TriggerBase",
     "TriggerKind",
+    "ValueCap",
     "Webhook",
     "trigger_kind_of",
     "workflow_id_for",
@@ -474,11 +486,139 @@ class Webhook(SpecModel):
 NotifyConfig = Annotated[Webhook, Field(discriminator="type")]
 
 
+class ShareCap(SpecModel):
+    """At most this share of the candidate's served decisions may be one action, over a window.
+
+    Past the cap the router serves the incumbent's decision instead and counts an intervention,
+    so an action that is fine now and then (a deep discount) cannot become the policy's habit.
+    """
+
+    action: Word
+    """The capped action, as the policy names it."""
+    max_share: Annotated[float, Field(gt=0, lt=1)]
+    """Largest share (0 < max_share < 1) of the candidate's served decisions, in the window."""
+    window: Duration = timedelta(minutes=10)
+    """Sliding window the share is counted over, e.g. 10m (1s to 1d). Default 10m."""
+
+    @field_validator("window")
+    @classmethod
+    def _window_range(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(days=1):
+            raise ValueError("a cap's window is between 1s and 1d, e.g. window: 10m")
+        return value
+
+
+class ValueCap(SpecModel):
+    """A numeric parameter of the candidate's actions may not exceed a maximum.
+
+    Policies may answer parameters with their action (`{"action": "discount", "params":
+    {"amount": 120}}`); one above the cap is never executed: the incumbent's decision is served.
+    """
+
+    field: Name
+    """The action parameter, e.g. `amount`."""
+    max: float = Field(allow_inf_nan=False)
+    """Largest value served; a decision whose parameter is greater is overruled."""
+    action: Word | None = None
+    """Only this action's parameter is capped. Default: the parameter of every action."""
+
+
+def _cap_kind(data: object) -> str:
+    """The kind of a cap: a value cap names a `field`, a share cap does not."""
+    if isinstance(data, ValueCap) or (isinstance(data, dict) and "field" in data):
+        return "value"
+    return "share"
+
+
+def _validated_cap(data: object) -> object:
+    """Validate a cap as the kind its keys select, at the keys the engineer wrote.
+
+    Pydantic's tagged union would add the tag to every error's location: `caps[0].value.max`.
+    """
+    if isinstance(data, ShareCap | ValueCap) or not isinstance(data, dict):
+        return data
+    return (ValueCap if _cap_kind(data) == "value" else ShareCap).model_validate(data)
+
+
+Cap = Annotated[
+    Annotated[ShareCap, Tag("share")] | Annotated[ValueCap, Tag("value")],
+    Discriminator(_cap_kind),
+    BeforeValidator(_validated_cap),
+    Field(
+        description="A cap: `{action, max_share, window}` on an action's share of the "
+        "candidate's decisions, or `{field, max}` on a numeric action parameter."
+    ),
+]
+"""One cap the router enforces: an action's share, or a parameter's value."""
+
+
+class Review(SpecModel):
+    """Actions of the candidate that a human must see before they are ever executed."""
+
+    actions: Annotated[list[Word], Field(min_length=1, max_length=100)]
+    """Actions the candidate may only propose: the incumbent's decision is served and the
+    proposal waits at the router for `lockgate review`."""
+    max_pending: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    """Proposals the router keeps waiting per target; past it the oldest is dropped (and
+    counted). Default 1000."""
+
+
 class Guardrails(SpecModel):
     """Hard limits the router enforces on the candidate whatever the stage."""
 
     blocked_actions: Annotated[list[Word], Field(max_length=1000)] = Field(default_factory=list)
     """Actions the candidate may never take; the router serves the incumbent's instead."""
+    caps: Annotated[list[Cap], Field(max_length=100)] = Field(default_factory=list)
+    """Caps on the candidate's actions: an action's share over a window, or a numeric
+    parameter's value. Past a cap the router serves the incumbent's decision and counts an
+    intervention (lockgate_guardrail_interventions_total). Default none."""
+    review: Review | None = None
+    """Actions the candidate may only propose, for humans to approve or reject with
+    `lockgate review`. Default none."""
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out caps and review when unused.
+
+        A router that predates them then reads the same body as before, and specs recorded in
+        histories stay as they were.
+        """
+        data: dict[str, Any] = handler(self)
+        if not self.caps:
+            data.pop("caps", None)
+        if self.review is None:
+            data.pop("review", None)
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Guardrails:
+        errors: list[PydanticCustomError] = []
+        blocked = set(self.blocked_actions)
+        shares: set[str] = set()
+        for index, cap in enumerate(self.caps):
+            if isinstance(cap, ShareCap):
+                if cap.action in shares:
+                    errors.append(rule_error(
+                        f"caps[{index}].action",
+                        f"{cap.action!r} is capped twice; keep one share cap per action",
+                    ))  # fmt: skip
+                shares.add(cap.action)
+            action = cap.action
+            if action is not None and action in blocked:
+                errors.append(rule_error(
+                    f"caps[{index}].action",
+                    f"{action!r} is blocked outright; a cap on it changes nothing, remove one",
+                ))  # fmt: skip
+        if self.review is not None:
+            for index, action in enumerate(self.review.actions):
+                if action in blocked:
+                    errors.append(rule_error(
+                        f"review.actions[{index}]",
+                        f"{action!r} is blocked outright, so it is never proposed; remove it "
+                        "from review.actions or from blocked_actions",
+                    ))  # fmt: skip
+        raise_rule_errors(self, errors)
+        return self
 
 
 def _check_template(query: str, *, per_arm: bool) -> str:
@@ -637,6 +777,9 @@ class Stage(SpecModel):
     """Makes this an offline stage: judged on logged decisions, no traffic moves."""
     approval: Approval | None = None
     """Approvals needed before this stage's traffic moves."""
+    min_reviews: Annotated[int, Field(ge=1, le=10**6)] | None = None
+    """Proposals (guardrails.review) reviewers must have judged during this stage before it
+    advances. Split stages only. Default none."""
 
     model_config = ConfigDict(json_schema_extra=_STAGE_SCHEMA_RULES)
 
@@ -672,7 +815,7 @@ class Stage(SpecModel):
                 )
             )
         if self.mode is StageMode.OFFLINE:
-            for name in ("percent", "scope", "max_duration", "advance_when"):
+            for name in ("percent", "scope", "max_duration", "advance_when", "min_reviews"):
                 if getattr(self, name) is not None:
                     errors.append(
                         rule_error(
@@ -684,6 +827,14 @@ class Stage(SpecModel):
         if self.mode is StageMode.SPLIT and self.percent is None:
             errors.append(
                 rule_error("percent", "a split stage needs `percent` (0 < percent <= 100)")
+            )
+        if self.mode is StageMode.SHADOW and self.min_reviews is not None:
+            errors.append(
+                rule_error(
+                    "min_reviews",
+                    "a shadow stage serves nothing, so the candidate proposes nothing to review; "
+                    "move min_reviews to a split stage",
+                )
             )
         if self.mode is StageMode.SHADOW and self.percent is not None:
             errors.append(
@@ -811,14 +962,90 @@ class ShadowRule(SpecModel):
         return self
 
 
+class Fairness(SpecModel):
+    """How evenly the candidate treats segments: the four-fifths rule on the rate of an action.
+
+    The rate is the share of a segment's candidate decisions that took `action` (an approval,
+    an offer); the ratio is the lowest segment's rate over the highest's.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_any_of_keys("min_ratio", "max_ratio_drop"))
+
+    action: Word
+    """The action whose rate is compared across segments, e.g. `approve`."""
+    min_ratio: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Fail when the candidate's ratio is shown below this (0.8 is the four-fifths rule)."""
+    max_ratio_drop: Annotated[float, Field(gt=0, lt=1)] | None = None
+    """Fail when the candidate's ratio is shown below the incumbent's by more than this."""
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Fairness:
+        if self.min_ratio is None and self.max_ratio_drop is None:
+            raise ValueError("a fairness rule needs min_ratio, max_ratio_drop, or both")
+        return self
+
+
+class SegmentsRule(SpecModel):
+    """The compare test run in every segment, so harm to one cannot hide in the average."""
+
+    label: Name
+    """The unit attribute whose values are the segments (e.g. region, device, tier), as units
+    carry it in their decide requests."""
+    max_drop: Annotated[float, Field(gt=0)]
+    """The largest tolerated drop of reward in any one segment (absolute, or relative with
+    `relative: true`)."""
+    relative: bool = False
+    """Read `max_drop` as a fraction of the incumbent's mean in that segment. Default false."""
+    segments: Annotated[int, Field(ge=1, le=1000)] = 10
+    """Segments the alpha is split across (at least the number seen): a fixed denominator, so
+    a segment appearing late never inflates the false-rollback rate. Default 10."""
+    min_samples: Annotated[int, Field(ge=1, le=10**9)] = 100
+    """Rewarded decisions per arm before a segment is judged. Default 100."""
+    fairness: Fairness | None = None
+    """Also fail when the candidate treats the segments unevenly. Default none."""
+
+
+class SpendRule(SpecModel):
+    """A budget on what the candidate's decisions cost: the sum of a numeric action parameter."""
+
+    field: Name
+    """The action parameter summed as spend (e.g. `amount`), as the router counts it for the
+    decisions it served (lockgate_action_value_total)."""
+    budget: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    """Largest spend of the candidate's decisions over the whole rollout."""
+    stage_budget: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Largest spend of the candidate's decisions within one stage. Default none."""
+
+    @model_validator(mode="after")
+    def _stage_within_rollout(self) -> SpendRule:
+        if self.stage_budget is not None and self.stage_budget > self.budget:
+            raise ValueError(
+                f"stage_budget ({self.stage_budget:g}) is larger than budget ({self.budget:g}), "
+                "so it never binds; lower it or remove it"
+            )
+        return self
+
+
+class ReviewRule(SpecModel):
+    """Reviewers' verdicts on the candidate's proposals (guardrails.review), as evidence."""
+
+    max_reject_share: Annotated[float, Field(gt=0, lt=1)]
+    """Roll back when the share of proposals reviewers reject is shown above this (a
+    confidence bound valid however often it is checked, not the raw share)."""
+    min_reviews: Annotated[int, Field(ge=1, le=10**6)] = 10
+    """Verdicts before the share is judged; fewer is awaiting evidence. Default 10."""
+
+
 STATISTICAL_MODES = [StageMode.SPLIT]
 """Statistical triggers compare arms that both serve: they judge split stages by default."""
 
-TriggerKind = Literal["threshold", "compare", "budget", "drift", "shadow"]
+TriggerKind = Literal[
+    "threshold", "compare", "budget", "drift", "shadow", "segments", "spend", "review"
+]
 """The kinds of rollback trigger; each names the key that selects it (`query` with `threshold`
 for a threshold trigger)."""
 
-_RULE_KEYS = ("compare", "budget", "drift", "shadow")
+_RULE_KEYS = ("compare", "budget", "drift", "shadow", "segments", "spend", "review")
 """The keys that each select one kind of trigger on their own."""
 _KIND_KEYS = ("query", "threshold", *_RULE_KEYS)
 """Every key that belongs to one kind only; the kinds' shared keys are the base's fields."""
@@ -828,6 +1055,9 @@ _KIND_OF_KEY: dict[str, TriggerKind] = {
     "budget": "budget",
     "drift": "drift",
     "shadow": "shadow",
+    "segments": "segments",
+    "spend": "spend",
+    "review": "review",
 }
 """The kind each kind-selecting key stands for."""
 
@@ -1005,9 +1235,80 @@ class ShadowTrigger(TriggerBase):
         return self
 
 
+class SegmentsTrigger(TriggerBase):
+    """The candidate against the incumbent in every segment, and how evenly it treats them."""
+
+    kind: ClassVar[Literal["segments"]] = "segments"
+    statistical: ClassVar[bool] = True
+    value_label: ClassVar[str] = "worst segment: candidate - incumbent"
+
+    segments: SegmentsRule
+    """Roll back when the candidate is shown worse than the incumbent in any one segment (a
+    sequential test per segment, alpha split across them), or unfair across them (split stages
+    by default; Prometheus monitoring only)."""
+    modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
+        default_factory=lambda: list(STATISTICAL_MODES)
+    )
+    """Stage modes this trigger judges. Default split: in shadow the candidate serves nothing."""
+
+    def limit(self) -> Threshold | None:
+        """The tolerated drop, below which a segment's difference rolls back."""
+        return Threshold(below=-self.segments.max_drop)
+
+
+class SpendTrigger(TriggerBase):
+    """What the candidate's decisions cost, against a budget for the rollout and per stage."""
+
+    kind: ClassVar[Literal["spend"]] = "spend"
+    compares_arms: ClassVar[bool] = False
+    value_label: ClassVar[str] = "spend over the rollout"
+
+    spend: SpendRule
+    """Roll back when the candidate's cumulative spend exceeds its budget (split stages by
+    default: in shadow nothing of the candidate's is served, so it spends nothing)."""
+    modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
+        default_factory=lambda: list(STATISTICAL_MODES)
+    )
+    """Stage modes this trigger judges. Default split."""
+
+    def limit(self) -> Threshold | None:
+        """The rollout's budget."""
+        return Threshold(above=self.spend.budget)
+
+
+class ReviewTrigger(TriggerBase):
+    """Reviewers' verdicts on the candidate's proposals: too many rejected rolls back."""
+
+    kind: ClassVar[Literal["review"]] = "review"
+    statistical: ClassVar[bool] = True
+    compares_arms: ClassVar[bool] = False
+    value_label: ClassVar[str] = "share of proposals rejected"
+
+    review: ReviewRule
+    """Roll back when reviewers are shown to reject more than a stated share of the
+    candidate's proposals (needs guardrails.review; split stages by default)."""
+    modes: Annotated[list[StageMode], Field(min_length=1)] = Field(
+        default_factory=lambda: list(STATISTICAL_MODES)
+    )
+    """Stage modes this trigger judges. Default split: proposals come from served traffic."""
+
+    def limit(self) -> Threshold | None:
+        """The tolerated reject share."""
+        return Threshold(above=self.review.max_reject_share)
+
+
 TRIGGER_KINDS: dict[TriggerKind, type[TriggerBase]] = {
     kind.kind: kind
-    for kind in (ThresholdTrigger, CompareTrigger, BudgetTrigger, DriftTrigger, ShadowTrigger)
+    for kind in (
+        ThresholdTrigger,
+        CompareTrigger,
+        BudgetTrigger,
+        DriftTrigger,
+        ShadowTrigger,
+        SegmentsTrigger,
+        SpendTrigger,
+        ReviewTrigger,
+    )
 }
 """Every kind of trigger by its name: what the spec's union, the judges and the tests cover."""
 _TRIGGER_KEYS = frozenset(key for kind in TRIGGER_KINDS.values() for key in kind.model_fields)
@@ -1037,8 +1338,9 @@ def _kind_problem(data: dict[Any, Any]) -> str | None:
     keys = _rule_keys(data)
     if len(keys) != 1:
         return (
-            "a trigger is one of: `query` with `threshold`, `compare`, `budget`, `drift` or "
-            f"`shadow`; this one has {' and '.join(keys) or 'none of them'}"
+            "a trigger is one of: `query` with `threshold`, `compare`, `budget`, `drift`, "
+            "`shadow`, `segments`, `spend` or `review`; this one has "
+            f"{' and '.join(keys) or 'none of them'}"
         )
     if ("query" in data) != ("threshold" in data):
         return "`query` and `threshold` go together; give both"
@@ -1080,12 +1382,16 @@ RollbackTrigger = Annotated[
     | Annotated[CompareTrigger, Tag("compare")]
     | Annotated[BudgetTrigger, Tag("budget")]
     | Annotated[DriftTrigger, Tag("drift")]
-    | Annotated[ShadowTrigger, Tag("shadow")],
+    | Annotated[ShadowTrigger, Tag("shadow")]
+    | Annotated[SegmentsTrigger, Tag("segments")]
+    | Annotated[SpendTrigger, Tag("spend")]
+    | Annotated[ReviewTrigger, Tag("review")],
     Discriminator(trigger_kind_of),
     BeforeValidator(_validated_trigger),
     Field(
         description="One rollback trigger: `query` with `threshold`, or `compare`, `budget`, "
-        "`drift` or `shadow`, with a `name` and optional `failure_limit` and `modes`."
+        "`drift`, `shadow`, `segments`, `spend` or `review`, with a `name` and optional "
+        "`failure_limit` and `modes`."
     ),
 ]
 """What rolls the candidate back: one kind of trigger, told apart by the key it holds."""
@@ -1258,6 +1564,37 @@ class RolloutSpecBody(SpecModel):
                         f"{', '.join(known)}",
                     )
         yield from self._check_stage_triggers(known)
+        yield from self._check_reviews()
+
+    def _check_reviews(self) -> Iterator[PydanticCustomError]:
+        """Review triggers and stages' min_reviews judge proposals, which need guardrails.review.
+
+        A router type that cannot hold proposals would leave them waiting for ever.
+        """
+        wanted = [
+            f"rollback_triggers[{i}].review"
+            for i, t in enumerate(self.rollback_triggers)
+            if t.kind == "review"
+        ] + [f"stages[{i}].min_reviews" for i, s in enumerate(self.stages) if s.min_reviews]
+        if self.guardrails.review is None:
+            for field in wanted:
+                yield rule_error(
+                    field,
+                    "judges reviewers' verdicts on the candidate's proposals, but no action is "
+                    "routed to a human; add guardrails.review: {actions: [...]}",
+                )
+            return
+        try:
+            router = router_backend(self.router.type)
+        except UnknownBackendType:  # reported by the router block's own validation
+            return
+        if not router.reviews:
+            yield rule_error(
+                "guardrails.review",
+                f"the {router.label} ({router.type}) cannot hold proposals for review; use a "
+                "router type that can (the built-in `http` router does) or remove "
+                "guardrails.review",
+            )
 
     def _check_stage_triggers(self, known: list[str]) -> Iterator[PydanticCustomError]:
         for index, stage in enumerate(self.stages):
@@ -1374,11 +1711,19 @@ def _missing_capability(trigger: RollbackTrigger, backend: MonitoringBackend) ->
         capable = [b.label for b in _installed() if b.by_label]
     elif trigger.kind == "shadow" and not backend.pairs:
         capable = [b.label for b in _installed() if b.pairs]
+    elif trigger.kind == "segments" and backend.segments is None:
+        capable = [b.label for b in _installed() if b.segments is not None]
+    elif trigger.kind == "spend" and backend.spend is None:
+        capable = [b.label for b in _installed() if b.spend is not None]
     else:
         return None
+    reads = {
+        "segments": "rewards and decisions by segment",
+        "spend": "the spend the router counted",
+    }.get(trigger.kind, "decisions by action")
     return (
-        f"a {trigger.kind} trigger reads decisions by action, which needs "
-        f"{' or '.join(capable) or 'by-action'} monitoring; the {backend.type} provider "
+        f"a {trigger.kind} trigger reads {reads}, which needs "
+        f"{' or '.join(capable) or 'capable'} monitoring; the {backend.type} provider "
         f"{backend.answers}"
     )
 

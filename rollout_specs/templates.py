@@ -39,6 +39,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "stage": "the current stage's name",
     "percent": "the candidate's traffic share in the current stage, 0 in shadow",
     "stage_window": "time since the stage started, as a PromQL range such as 90s",
+    "rollout_window": "time since the rollout's first live stage started, as a PromQL range",
     "check_interval": "the spec's check interval, as a PromQL range such as 30s",
     "version": "one arm's version, in a metric's per-arm queries (spec.metrics) only",
 }

@@ -25,27 +25,41 @@ import httpx
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.markup import escape
+from temporalio.client import Client
 
 from activities.contracts import Route, RouteMode
+from activities.reviews import Verdict
 from rollout_specs import RolloutSpec
 from runtime.client import connect
 from runtime.processes import exit_on_signals
-from runtime.rollouts import query_status, submit_rollout
+from runtime.rollouts import (
+    CommandRefused,
+    list_reviews,
+    query_status,
+    send_review,
+    submit_rollout,
+)
 from runtime.settings import Settings
 from runtime.stack import PORTS_ENV, DemoStack, StackPorts, demo_spec
+from simulator.reviewer import verdict_for
+from simulator.scenarios import GUARDRAIL_SCENARIOS
 from workflows.messages import StatusResult
 from workflows.state import TERMINAL_PHASES, Phase
 
-__all__ = ["EXPECTED_PHASE", "DemoOptions", "run_demo"]
+__all__ = ["EXPECTED_PHASE", "REVIEWER", "DemoOptions", "review_as_scripted", "run_demo"]
 
-EXPECTED_PHASE = {
+EXPECTED_PHASE: dict[str, Phase] = {
     "healthy": Phase.COMPLETED,
     "regression": Phase.ROLLED_BACK,
     "violations": Phase.ROLLED_BACK,
     "broken": Phase.ROLLED_BACK,
     "drifting": Phase.ROLLED_BACK,
+    **dict.fromkeys(GUARDRAIL_SCENARIOS, Phase.ROLLED_BACK),
 }
-"""How each scenario should end; the demo's exit code says whether it did."""
+"""How each scenario should end; the demo's exit code says whether it did. The guardrail
+scenarios run the guardrails demo spec, each candidate caught by the guardrail made for it."""
+REVIEWER = "reviewer (scripted)"
+"""Who judges the proposals in the guardrails demo: simulator.reviewer, standing in for a person."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,8 @@ async def _run_demo(
     try:
         with console.status("starting Temporal, the worker, policies, gateway, Prometheus..."):
             await stack.start(options.scenario)
-        spec = demo_spec(stack, fast=options.fast)
+        guarded = options.scenario in GUARDRAIL_SCENARIOS
+        spec = demo_spec(stack, fast=options.fast, guardrails=guarded)
         monitoring = "Prometheus " + stack.prometheus_url if stack.prometheus else "gateway stats"
         console.print(
             f"stack up; logs in {options.data_dir / 'logs'}; judged by {monitoring}\n"
@@ -155,10 +170,50 @@ async def _follow(
 ) -> StatusResult:
     client = await connect(Settings(temporal_address=stack.temporal_address))
     await submit_rollout(client, spec, submitted_by="demo", task_queue="lockgate")
-    with Live(console=console, auto_refresh=False, transient=False) as live:
-        while True:
-            status = await query_status(client, spec.spec.target)
-            live.update(render(status), refresh=True)
-            if status.state.phase in TERMINAL_PHASES:
-                return status
-            await asyncio.sleep(1.0)
+    reviewing = (
+        asyncio.create_task(review_as_scripted(client, spec.spec.target))
+        if spec.spec.guardrails.review is not None
+        else None
+    )
+    try:
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            while True:
+                status = await query_status(client, spec.spec.target)
+                live.update(render(status), refresh=True)
+                if status.state.phase in TERMINAL_PHASES:
+                    return status
+                await asyncio.sleep(1.0)
+    finally:
+        if reviewing is not None:
+            reviewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reviewing
+
+
+async def review_as_scripted(client: Client, target: str, every: float = 2.0) -> int:
+    """Judge the proposals waiting for review, as simulator.reviewer says, until the rollout ends.
+
+    It goes through `lockgate review`'s own path (the workflow's updates), so every verdict is
+    audited and counted like a person's. Returns the number of verdicts given.
+    """
+    given = 0
+    while True:
+        try:
+            waiting = await list_reviews(client, target, actor=REVIEWER, limit=50)
+        except CommandRefused:  # ended, or rolling back: nothing left to review
+            return given
+        for proposal in waiting.pending:
+            verdict, reason = verdict_for(proposal.model_dump(mode="json"))
+            try:
+                await send_review(
+                    client,
+                    target,
+                    proposal_id=proposal.id,
+                    verdict=Verdict(verdict),
+                    actor=REVIEWER,
+                    reason=reason,
+                )
+            except CommandRefused:
+                continue  # judged meanwhile, or dropped from a full queue
+            given += 1
+        await asyncio.sleep(every)

@@ -39,6 +39,7 @@ from activities.contracts import (
 )
 from rollout_specs import RolloutSpec, workflow_id_for
 from runtime.rollouts import describe_rollout, query_status
+from workflows.commands import PENDING_REVIEWS, Command
 from workflows.messages import RolloutInput, RolloutResult, StatusResult
 from workflows.state import AuditAction, AuditEntry, Phase, RolloutState
 from workflows.visibility import PHASE
@@ -242,6 +243,8 @@ class _RunReader:
         self._scheduled: dict[int, _Pending] = {}
         self._checks: list[RecordedCheck] = []
         self._commands: list[AuditEntry] = []
+        self._awaiting_outcome: dict[int, AuditEntry] = {}
+        """Accepted commands that count only once they succeed, by their accepted event's id."""
         self._result: RolloutResult | None = None
         self._handlers: dict[EventType.ValueType, Callable[[HistoryEvent], Awaitable[None]]] = {
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: self._started,
@@ -250,6 +253,7 @@ class _RunReader:
             EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: self._failed_activity,
             EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: self._failed_activity,
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: self._update,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED: self._update_completed,
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: self._completed,
         }
 
@@ -345,20 +349,39 @@ class _RunReader:
         )
 
     async def _update(self, event: HistoryEvent) -> None:
-        """A human command the workflow accepted (its validator passed) becomes an audit entry."""
+        """A human command the workflow accepted (its validator passed) becomes an audit entry.
+
+        Listing the proposals awaiting review changes nothing and is no command; a review
+        counts only once the router took it (its update completed without failure).
+        """
         request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+        name = request.input.name
+        if name == PENDING_REVIEWS:
+            return
         # Untyped on purpose: every command carries actor and reason, whatever else its input has.
         args = await self._converter.decode_wrapper(request.input.args)
         command = args[0] if args and isinstance(args[0], dict) else {}
-        self._commands.append(
-            AuditEntry(
-                at=_time(event),
-                actor=str(command.get("actor") or "?"),
-                action=request.input.name,
-                reason=str(command.get("reason") or ""),
-                stage=self._stage,
-            )
+        reason = str(command.get("reason") or "")
+        if name == Command.REVIEW:
+            said = f": {reason}" if reason else ""
+            reason = f"{command.get('verdict')} proposal {command.get('proposal_id')}{said}"
+        entry = AuditEntry(
+            at=_time(event),
+            actor=str(command.get("actor") or "?"),
+            action=name,
+            reason=reason,
+            stage=self._stage,
         )
+        if name == Command.REVIEW:
+            self._awaiting_outcome[event.event_id] = entry
+        else:
+            self._commands.append(entry)
+
+    async def _update_completed(self, event: HistoryEvent) -> None:
+        attributes = event.workflow_execution_update_completed_event_attributes
+        entry = self._awaiting_outcome.pop(attributes.accepted_event_id, None)
+        if entry is not None and attributes.outcome.HasField("success"):
+            self._commands.append(entry)
 
     async def _completed(self, event: HistoryEvent) -> None:
         attributes = event.workflow_execution_completed_event_attributes

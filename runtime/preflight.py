@@ -40,9 +40,12 @@ from activities.registry import build_provider, build_router
 from rollout_specs import (
     ArmMetric,
     DriftTrigger,
+    RollbackTrigger,
     RolloutSpec,
     RouterConfig,
+    SegmentsTrigger,
     ShadowTrigger,
+    SpendTrigger,
     StageMode,
     TemplateError,
     ThresholdTrigger,
@@ -178,6 +181,7 @@ def first_live_variables(spec: RolloutSpec) -> dict[str, str] | None:
         "stage": stage.name,
         "percent": f"{percent:g}",
         "stage_window": interval,
+        "rollout_window": interval,
         "check_interval": interval,
     }
 
@@ -264,7 +268,38 @@ async def _check_monitoring(
                 _probe(report, trigger.name, f"{where}.shadow.pairs",
                        _pairs(provider, trigger.shadow.pairs, variables))
             )  # fmt: skip
+        probes += _guardrail_probes(spec, index, trigger, provider, variables, report)
     await asyncio.gather(*probes)
+
+
+def _guardrail_probes(
+    spec: RolloutSpec,
+    index: int,
+    trigger: RollbackTrigger,
+    provider: MetricProvider,
+    variables: dict[str, str],
+    report: PreflightReport,
+) -> list[Awaitable[None]]:
+    """The queries a segments or spend trigger will send (a review trigger sends none)."""
+    backend = spec.spec.monitoring_backend()
+    where = f"spec.rollback_triggers[{index}].{trigger.kind}"
+    probes: list[Awaitable[None]] = []
+    for version in (variables["incumbent"], variables["candidate"]):
+        values = {**variables, "version": version}
+        if isinstance(trigger, SegmentsTrigger) and backend.segments is not None:
+            values["segment_label"] = trigger.segments.label
+            probes.append(
+                _probe(report, trigger.name, where,
+                       _by(provider, backend.segments.count, values, "segment"))
+            )  # fmt: skip
+        if isinstance(trigger, SpendTrigger) and backend.spend is not None:
+            if version != variables["candidate"]:
+                continue  # spend is the candidate's alone
+            values["spend_field"] = trigger.spend.field
+            probes.append(
+                _probe(report, trigger.name, where, _single(provider, backend.spend, values))
+            )
+    return probes
 
 
 async def _probe(
@@ -302,8 +337,10 @@ async def _arm(
     await arm_stats(provider, metric, variables, version)
 
 
-async def _by(provider: MetricProvider, template: str, variables: dict[str, str]) -> None:
-    await provider.query_by(render(template, variables), "action")
+async def _by(
+    provider: MetricProvider, template: str, variables: dict[str, str], label: str = "action"
+) -> None:
+    await provider.query_by(render(template, variables), label)
 
 
 async def _pairs(provider: MetricProvider, template: str, variables: dict[str, str]) -> None:

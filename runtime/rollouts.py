@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict
@@ -29,12 +30,16 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.reviews import Verdict
 from rollout_specs import RolloutSpec, workflow_id_for
-from workflows.commands import Command
+from workflows.commands import PENDING_REVIEWS, Command
 from workflows.messages import (
     AbandonInput,
     ControlInput,
     ControlResult,
+    PendingReviewsInput,
+    PendingReviewsResult,
+    ReviewInput,
     RolloutInput,
     RolloutResult,
     StatusResult,
@@ -50,10 +55,12 @@ __all__ = [
     "RolloutNotFound",
     "describe_rollout",
     "failure_text",
+    "list_reviews",
     "pending_activities",
     "pending_activity",
     "query_status",
     "send_command",
+    "send_review",
     "submit_rollout",
 ]
 
@@ -63,6 +70,7 @@ a rollout's checks and rollbacks stall at most about 2 s when a worker is killed
 code never runs long (Temporal's deadlock detector stops it at 2 s), so this costs nothing."""
 QUERY_TIMEOUT = timedelta(seconds=5)
 """Queries need a live worker; without one they hang, so status gives up after this long."""
+R = TypeVar("R")
 
 
 class RolloutAlreadyRunning(Exception):
@@ -164,22 +172,65 @@ async def send_command(
     except ValueError:
         known = ", ".join(Command)
         raise ValueError(f"unknown command {command!r}; use one of {known}") from None
-    description = await describe_rollout(client, target)
-    if description.status is not WorkflowExecutionStatus.RUNNING:
-        status = description.status.name.lower() if description.status else "unknown"
-        raise CommandRefused(f"the rollout of {target!r} is not running ({status})")
+    await _ensure_running(client, target)
     if force and command is not Command.ABANDON:
         raise ValueError(f"only abandon takes force, not {command!r}")
+    if command is Command.REVIEW:
+        raise ValueError("a review names a proposal and a verdict: use send_review")
     payload = (
         AbandonInput(actor=actor, reason=reason, force=force)
         if command is Command.ABANDON
         else ControlInput(actor=actor, reason=reason)
     )
+    return await _update(client, target, command.value, payload, ControlResult)
+
+
+async def send_review(
+    client: Client,
+    target: str,
+    *,
+    proposal_id: str,
+    verdict: Verdict,
+    actor: str,
+    reason: str = "",
+) -> ControlResult:
+    """Judge one proposal (the `review` command); CommandRefused carries the refusal.
+
+    The worker records the verdict at the router, then audits and counts it; a proposal the
+    router does not know, or one already judged, is refused with the router's words.
+    """
+    payload = ReviewInput(proposal_id=proposal_id, verdict=verdict, actor=actor, reason=reason)
+    await _ensure_running(client, target)
+    return await _update(client, target, Command.REVIEW.value, payload, ControlResult)
+
+
+async def list_reviews(
+    client: Client, target: str, *, actor: str, limit: int = 50
+) -> PendingReviewsResult:
+    """The proposals waiting at the target's router; CommandRefused says why there are none.
+
+    The worker reads them, since it holds the router's credentials and the CLI does not.
+    """
+    payload = PendingReviewsInput(actor=actor, limit=limit)
+    await _ensure_running(client, target)
+    return await _update(client, target, PENDING_REVIEWS, payload, PendingReviewsResult)
+
+
+async def _ensure_running(client: Client, target: str) -> None:
+    """Refuse a command to a rollout that has ended: no update can reach it any more."""
+    description = await describe_rollout(client, target)
+    if description.status is not WorkflowExecutionStatus.RUNNING:
+        status = description.status.name.lower() if description.status else "unknown"
+        raise CommandRefused(f"the rollout of {target!r} is not running ({status})")
+
+
+async def _update(
+    client: Client, target: str, name: str, payload: object, result_type: type[R]
+) -> R:
+    """Run the workflow update `name` on `target`'s rollout; a refusal is CommandRefused."""
     handle = client.get_workflow_handle(workflow_id_for(target))
     try:
-        result: ControlResult = await handle.execute_update(
-            command.value, payload, result_type=ControlResult
-        )
+        result: R = await handle.execute_update(name, payload, result_type=result_type)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)

@@ -124,6 +124,8 @@ class DemoStack:
     processes: list[ManagedProcess] = field(default_factory=list)
     control_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     """The gateway's control token, drawn for this stack; never shown."""
+    _incumbent_artifact: str = field(default="", init=False, repr=False)
+    """The artifact the incumbent's policy server serves now."""
 
     def __post_init__(self) -> None:
         # The processes run from the project's root; the paths they are given must not depend
@@ -179,7 +181,7 @@ class DemoStack:
         # The incumbent's logged decisions (it explores a little), for the offline gate.
         await asyncio.to_thread(write_log, self.offline_log, OFFLINE_LOG_ROWS, OFFLINE_LOG_SEED)
         await self._start_worker()
-        await self._start_policy("incumbent", "incumbent.json", self.ports.incumbent)
+        await self._start_incumbent(scenario)
         await self._start_candidate(scenario)
         await self._start_gateway()
         if self.prometheus:
@@ -205,11 +207,24 @@ class DemoStack:
         return self._spawn(f"simulator-{target}", command).start()
 
     async def restart_candidate(self, scenario: str) -> None:
-        """Serve the candidate policy of another scenario (e2e tests switch between them)."""
-        for process in [p for p in self.processes if p.name == "candidate"]:
+        """Serve the policies of another scenario (e2e tests switch between them).
+
+        The candidate always restarts; the incumbent only when the scenario has another one
+        (the guardrail scenarios share an incumbent that knows their extra actions).
+        """
+        restart = {"candidate"}
+        if scenario_named(scenario).incumbent_artifact != self._incumbent_artifact:
+            restart.add("incumbent")
+        for process in [p for p in self.processes if p.name in restart]:
             process.stop()
             self.processes.remove(process)
+        if "incumbent" in restart:
+            await self._start_incumbent(scenario)
         await self._start_candidate(scenario)
+
+    async def _start_incumbent(self, scenario: str) -> None:
+        self._incumbent_artifact = scenario_named(scenario).incumbent_artifact
+        await self._start_policy("incumbent", self._incumbent_artifact, self.ports.incumbent)
 
     async def _start_candidate(self, scenario: str) -> None:
         artifact = scenario_named(scenario).candidate_artifact
@@ -324,14 +339,32 @@ async def http_ok(url: str) -> bool:
             return False
 
 
-def demo_spec(stack: DemoStack, *, target: str | None = None, fast: bool = False) -> RolloutSpec:
+def demo_spec(
+    stack: DemoStack, *, target: str | None = None, fast: bool = False, guardrails: bool = False
+) -> RolloutSpec:
     """The demo spec for this stack's ports: Prometheus-judged, or the gateway's JSON stats.
 
     The router (and, without Prometheus, the monitoring) is the gateway's control plane, with
     the bearer `auth` block naming GATEWAY_TOKEN_ENV, which the stack sets for the worker.
     `fast` shortens the bakes for end-to-end tests; the spec's rules stay the same.
+    `guardrails` picks the guardrails demo (caps, review, segments, spend), which needs
+    Prometheus.
+
+    Raises:
+        RuntimeError: The guardrails demo was asked for on a stack without Prometheus.
     """
-    name = "demo.yaml" if stack.prometheus else "demo-http-monitoring.yaml"
+    if guardrails and not stack.prometheus:
+        raise RuntimeError(
+            "the guardrail scenarios judge regions by Prometheus, which is not on PATH; "
+            "install it (Debian/Ubuntu: apt-get install prometheus)"
+        )
+    name = (
+        "demo-guardrails.yaml"
+        if guardrails
+        else "demo.yaml"
+        if stack.prometheus
+        else "demo-http-monitoring.yaml"
+    )
     spec = load_spec(EXAMPLES / name)
     document = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     body = document["spec"]

@@ -6,8 +6,11 @@ be checked against the truth.
 
 - `world`: units, regions, the context distribution, the reward law, true values.
 - `policy`: the artifact format the gateway serves, and guarded / exploring compositions.
-- `artifacts`: the demo's three policy artifacts (`simulator/artifacts/*.json`) and their generator.
-- `scenarios`: healthy, regression and violations: which candidate is served, and its harm.
+- `artifacts`: the demo's policy artifacts (`simulator/artifacts/*.json`) and their generator.
+- `scenarios`: healthy, regression, violations, broken, drifting and the guardrail scenarios
+  (overuse-capped, review-rejected, harm-one-region, overspend): which artifacts are served, and
+  the harm.
+- `reviewer`: a scripted reviewer of the gateway's review proposals, judging by the world's truth.
 - `driver`: paced, sticky traffic against a gateway's decide and feedback endpoints.
 - `offline_log`: a JSON Lines log of the exploring incumbent, with its propensities.
 

@@ -9,6 +9,11 @@ r"""`python -m simulator run|make-artifacts|write-log|values`: the simulated wor
 
 `run` drives traffic until `--duration` passes, or until SIGINT/SIGTERM without one, and prints
 a one-line summary when it stops.
+
+Scenarios (`simulator.scenarios`): healthy, regression, violations, broken, drifting, and the
+guardrail scenarios overuse-capped, review-rejected, harm-one-region and overspend. A guardrail
+scenario's policy servers serve `simulator/artifacts/incumbent-guardrails.json` (41) and its
+candidate (42); `values` prints what each arm does (shares, per-region values, spend, rejects).
 """
 
 from __future__ import annotations
@@ -24,8 +29,14 @@ from simulator.artifacts import ARTIFACT_FILES, ARTIFACTS_DIR, load_artifact, wr
 from simulator.driver import DriveConfig, Driver
 from simulator.offline_log import CANDIDATE_COLUMN, DEFAULT_EPSILON, write_log
 from simulator.policy import SoftmaxPolicy
-from simulator.scenarios import DEFAULT_REGRESSION_FRACTION, SCENARIOS, scenario
-from simulator.world import REGIONS
+from simulator.scenarios import (
+    DEFAULT_REGRESSION_FRACTION,
+    GUARDRAIL_SCENARIOS,
+    SCENARIOS,
+    ArmProfile,
+    scenario,
+)
+from simulator.world import GUARDRAIL_ACTIONS, REGIONS, REVIEWED_ACTION
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -78,12 +89,33 @@ def _write_log(args: argparse.Namespace) -> int:
 def _values(args: argparse.Namespace) -> int:
     names = SCENARIOS if args.scenario is None else (args.scenario,)
     for name in names:
-        values = scenario(name).arm_values()
+        chosen = scenario(name)
+        values = chosen.arm_values()
         print(
             f"{name}: incumbent {values.incumbent:.4f}, candidate arm {values.candidate:.4f} "
             f"(blocked picks {values.blocked_share:.1%})"
         )
+        if name in GUARDRAIL_SCENARIOS:
+            for arm, artifact in (
+                ("incumbent", chosen.incumbent_artifact),
+                ("candidate", chosen.candidate_artifact),
+            ):
+                print(f"  {arm} {artifact}: {_profile_line(chosen.profile(arm))}")
     return 0
+
+
+def _profile_line(profile: ArmProfile) -> str:
+    regions = ", ".join(f"{r} {v:.4f}" for r, v in profile.region_values.items())
+    shares = ", ".join(
+        f"{action} {profile.action_shares[action]:.1%}" for action in GUARDRAIL_ACTIONS
+    )
+    line = (
+        f"value {profile.value:.4f} ({regions}); {shares}; spend {profile.spend_per_decision:.2f} "
+        f"a decision ({profile.amount_per_voucher:.2f} a voucher)"
+    )
+    if profile.action_shares[REVIEWED_ACTION] > 0:
+        line += f"; reviewers reject {profile.reject_share:.1%} of its {REVIEWED_ACTION}"
+    return line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,12 +129,25 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="send decisions and rewards to a gateway")
     run.add_argument("--gateway", required=True, help="base URL, e.g. http://127.0.0.1:8080")
     run.add_argument("--target", required=True, help="the target decisions are asked for")
-    run.add_argument("--scenario", choices=SCENARIOS, default="healthy")
+    run.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="healthy",
+        help="how the world treats the candidate's units (the guardrail scenarios need the "
+        "policy servers on incumbent-guardrails.json and their candidate)",
+    )
     run.add_argument("--rate", type=float, default=50.0, help="visits per second (default 50)")
     run.add_argument("--duration", type=float, default=None, help="seconds; default until stopped")
     run.add_argument("--seed", type=int, default=7)
-    run.add_argument("--regression-fraction", type=float, default=DEFAULT_REGRESSION_FRACTION)
-    run.add_argument("--region", choices=list(REGIONS), default=None, help="limit the regression")
+    run.add_argument(
+        "--regression-fraction",
+        type=float,
+        default=DEFAULT_REGRESSION_FRACTION,
+        help="regression only: share of conversions the candidate's units lose",
+    )
+    run.add_argument(
+        "--region", choices=list(REGIONS), default=None, help="regression only: limit it"
+    )
     run.add_argument("--units", type=int, default=5000, help="sticky unit pool size")
     run.add_argument("--concurrency", type=int, default=64, help="most requests in flight")
     run.add_argument("--reward-delay", type=float, default=0.0, help="seconds before feedback")

@@ -3,7 +3,9 @@
 A pool of sticky units (fixed ids, each with a fixed region and stable base features) visits at
 a target rate. Each visit posts `decide`, draws the conversion from the world for the action the
 gateway actually served (harmed by the scenario when the candidate arm served it), and posts
-`feedback`, optionally after a delay, as real rewards arrive late.
+`feedback`, optionally after a delay, as real rewards arrive late. The served action's `params`
+(a voucher's `amount`, when the gateway's answer carries them) count in its conversion and in the
+report's spend; guardrail interventions are counted by the kind the answer names.
 
 Pacing is drift-free: visit `i` is due at `start + i / rate` on the event loop's monotonic clock,
 so slow iterations never accumulate into a lower rate. In-flight requests are bounded by
@@ -27,7 +29,7 @@ from urllib.parse import quote
 import httpx
 
 from simulator.scenarios import Scenario
-from simulator.world import ACTIONS, Unit, World
+from simulator.world import AMOUNT_FIELD, WORLD_ACTIONS, Unit, World
 
 __all__ = ["ARMS", "ArmReport", "DriveConfig", "DriveReport", "Driver"]
 
@@ -86,12 +88,14 @@ class ArmReport:
         rewarded: Feedback accepted (200).
         feedback_errors: Feedback refused (404 expired, 409 twice, ...) or failed in transit.
         reward_total: Sum of the rewards accepted.
+        spend: Sum of the served decisions' `amount` parameters (what a spend budget adds up).
     """
 
     decisions: int = 0
     rewarded: int = 0
     feedback_errors: int = 0
     reward_total: float = 0.0
+    spend: float = 0.0
 
     @property
     def mean_reward(self) -> float | None:
@@ -109,8 +113,11 @@ class DriveReport:
         errors: Other failed decides: 5xx (502: the incumbent failed), other 4xx, transport
             errors, malformed answers.
         skipped: Visits skipped because the gateway was too slow to keep the rate.
-        violations: Decisions whose answer names a guardrail: the candidate picked a blocked
-            action (overruled in split mode, would-be in shadow mode).
+        violations: Decisions whose answer names a guardrail for a blocked action: the candidate
+            picked it (overruled in split mode, would-be in shadow mode). An answer naming a
+            guardrail without an intervention kind counts here, as gateways before caps answer.
+        interventions: Decisions the gateway intervened on (would-be in shadow mode), by the
+            answer's `intervention` kind (blocked, review, value, share).
         arms: Per-arm counts, by arm name.
         last_error: The latest error's description, for the summary.
         elapsed: Seconds the driver has run.
@@ -121,6 +128,7 @@ class DriveReport:
     errors: int = 0
     skipped: int = 0
     violations: int = 0
+    interventions: dict[str, int] = field(default_factory=dict)
     arms: dict[str, ArmReport] = field(default_factory=lambda: {arm: ArmReport() for arm in ARMS})
     last_error: str | None = None
     elapsed: float = 0.0
@@ -142,14 +150,18 @@ class DriveReport:
         for name, arm in self.arms.items():
             if arm.decisions or arm.feedback_errors:
                 mean = "n/a" if arm.mean_reward is None else f"{arm.mean_reward:.3f}"
+                spent = f", spend {arm.spend:.2f}" if arm.spend else ""
                 parts.append(
                     f"{name} {arm.decisions} decisions, {arm.rewarded} rewarded "
-                    f"(mean {mean}), {arm.feedback_errors} feedback errors"
+                    f"(mean {mean}), {arm.feedback_errors} feedback errors{spent}"
                 )
         parts.append(
             f"guardrail violations {self.violations}; no route {self.no_route}; "
             f"errors {self.errors}; skipped {self.skipped}"
         )
+        if self.interventions:
+            counts = ", ".join(f"{kind} {n}" for kind, n in sorted(self.interventions.items()))
+            parts.append(f"interventions {counts}")
         if self.last_error is not None:
             parts.append(f"last error: {self.last_error}")
         return "; ".join(parts)
@@ -267,12 +279,16 @@ class Driver:
                 return
         finally:
             self._slots.release()
-        decision_id, action, arm, violation = decision
-        report.arms[arm].decisions += 1
-        report.violations += violation
-        factor = self.config.scenario.reward_factor(arm, unit.region)
-        reward = self._rewards.draw_reward(context, action, factor)
-        self._spawn(self._feedback(http, arm, decision_id, reward))
+        report.arms[decision.arm].decisions += 1
+        report.arms[decision.arm].spend += decision.params.get(AMOUNT_FIELD, 0.0)
+        if decision.guardrail is not None and decision.intervention in (None, "blocked"):
+            report.violations += 1
+        if decision.intervention is not None:
+            kinds = report.interventions
+            kinds[decision.intervention] = kinds.get(decision.intervention, 0) + 1
+        factor = self.config.scenario.reward_factor(decision.arm, unit.region)
+        reward = self._rewards.draw_reward(context, decision.action, factor, decision.params)
+        self._spawn(self._feedback(http, decision.arm, decision.decision_id, reward))
 
     async def _feedback(
         self, http: httpx.AsyncClient, arm: str, decision_id: str, reward: float
@@ -299,8 +315,20 @@ class Driver:
             )
 
 
-def _parse_decision(response: httpx.Response) -> tuple[str, str, str, bool] | str:
-    """(decision_id, action, arm, guardrail named?) from a decide answer, or what is wrong."""
+@dataclass(frozen=True)
+class _Decision:
+    """What the driver needs of a decide answer."""
+
+    decision_id: str
+    action: str
+    arm: str
+    guardrail: str | None
+    intervention: str | None
+    params: dict[str, float]
+
+
+def _parse_decision(response: httpx.Response) -> _Decision | str:
+    """The decision from a decide answer, or what is wrong with the answer."""
     try:
         body = response.json()
     except ValueError:
@@ -308,9 +336,24 @@ def _parse_decision(response: httpx.Response) -> tuple[str, str, str, bool] | st
     if not isinstance(body, dict):
         return f"decide answered 200 with {body!r}, not an object"
     decision_id, action, arm = body.get("decision_id"), body.get("action"), body.get("arm")
-    if not isinstance(decision_id, str) or arm not in ARMS or action not in ACTIONS:
+    if not isinstance(decision_id, str) or arm not in ARMS or action not in WORLD_ACTIONS:
         return (
             f"decide answered 200 without a usable decision_id, arm ({', '.join(ARMS)}) "
-            f"and world action ({', '.join(ACTIONS)}): {body!r}"[:300]
+            f"and world action ({', '.join(WORLD_ACTIONS)}): {body!r}"[:300]
         )
-    return decision_id, str(action), str(arm), body.get("guardrail") is not None
+    params = body.get("params") or {}
+    numeric = isinstance(params, dict) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for v in params.values()
+    )
+    if not numeric:
+        return f"decide answered 200 with params that are not finite numbers: {body!r}"[:300]
+    guardrail, intervention = body.get("guardrail"), body.get("intervention")
+    return _Decision(
+        decision_id,
+        str(action),
+        str(arm),
+        None if guardrail is None else str(guardrail),
+        None if intervention is None else str(intervention),
+        {str(name): float(value) for name, value in params.items()},
+    )

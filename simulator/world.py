@@ -14,6 +14,14 @@ truth that estimators (offline evaluation, the canary's statistics) can be check
 `discount_90` converts best of all but sells at a loss; the reward (a conversion) cannot see the
 loss, which is exactly why it is the action guardrails block rather than something the reward
 metrics would ever catch.
+
+The guardrail scenarios add three actions (`GUARDRAIL_ACTIONS`) whose cost the reward cannot see
+either: `discount_20` converts better than `discount_10` but gives away twice the margin (so it is
+capped, not blocked), `refund_full` wins shoppers back but is worth it only for loyal ones (so a
+human reviews it: `refund_justified`), and `voucher` carries a numeric parameter, its `amount` in
+euros, which lifts conversion with diminishing returns (`voucher_lift`) while its cost grows
+linearly (so a spend budget watches it). `ACTIONS` stays the four offers the first scenarios and
+the offline log use; `WORLD_ACTIONS` is every action the reward law knows.
 """
 
 from __future__ import annotations
@@ -30,15 +38,24 @@ import numpy.typing as npt
 
 __all__ = [
     "ACTIONS",
+    "AMOUNT_FIELD",
     "BLOCKED_ACTION",
+    "CAPPED_ACTION",
     "FEATURES",
+    "GUARDRAIL_ACTIONS",
+    "REFUND_MIN_LOYALTY",
     "REGIONS",
     "REGION_FEATURES",
+    "REVIEWED_ACTION",
+    "VOUCHER_ACTION",
+    "WORLD_ACTIONS",
     "Contexts",
     "FloatArray",
     "Policy",
     "Unit",
     "World",
+    "refund_justified",
+    "voucher_lift",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -60,6 +77,19 @@ FEATURES: Final = (*NUMERIC_FEATURES, *REGION_FEATURES.values())
 ACTIONS: Final = ("none", "discount_10", "free_shipping", "discount_90")
 BLOCKED_ACTION: Final = "discount_90"
 """Converts best, loses money: the action the demo's guardrails block."""
+
+CAPPED_ACTION: Final = "discount_20"
+"""Converts better than discount_10 at twice the margin given away: fine sparingly, so capped."""
+REVIEWED_ACTION: Final = "refund_full"
+"""Wins a shopper back at the price of the whole order: a human decides (`refund_justified`)."""
+VOUCHER_ACTION: Final = "voucher"
+"""A voucher of `amount` euros: the action whose parameter a spend budget adds up."""
+AMOUNT_FIELD: Final = "amount"
+"""The voucher's numeric parameter, in euros."""
+GUARDRAIL_ACTIONS: Final = (CAPPED_ACTION, REVIEWED_ACTION, VOUCHER_ACTION)
+"""The actions only the guardrail scenarios' artifacts use (never in the offline log)."""
+WORLD_ACTIONS: Final = (*ACTIONS, *GUARDRAIL_ACTIONS)
+"""Every action the reward law knows, in the column order of `World.world_rewards`."""
 
 _BASKET_MEDIAN: Final[Mapping[str, float]] = MappingProxyType(
     {"eu-west-1": 0.6, "us-east-1": 0.8, "ap-south-1": 0.4}
@@ -90,6 +120,25 @@ COEFFICIENTS: Final = _frozen(
     ]
 )
 """Conversion logit coefficient per action (rows) and feature (columns follow FEATURES)."""
+
+GUARDRAIL_INTERCEPTS: Final = _frozen([-1.2, -0.4, -1.6])
+"""Conversion logit intercept per guardrail action (rows follow GUARDRAIL_ACTIONS)."""
+GUARDRAIL_COEFFICIENTS: Final = _frozen(
+    [
+        # recency basket loyalty   eu    us    ap
+        [2.4, 0.5, 0.4, 0.2, 0.0, -0.2],  # discount_20: discount_10, a notch stronger
+        [2.0, 0.4, 0.3, 0.0, 0.0, 0.0],  # refund_full: recent (unhappy) visitors come back
+        [1.0, 0.6, 0.8, 0.0, 0.1, 0.0],  # voucher: plus voucher_lift(amount)
+    ]
+)
+"""Conversion logit coefficients of the guardrail actions (columns follow FEATURES)."""
+
+VOUCHER_LIFT_MAX: Final = 1.0
+"""The most a voucher's amount can add to its conversion logit."""
+VOUCHER_LIFT_SCALE: Final = 40.0
+"""Euros over which a voucher's lift reaches 63 % of its maximum: diminishing returns."""
+REFUND_MIN_LOYALTY: Final = 0.5
+"""A full refund is worth its cost only for units at least this loyal (the reviewers' truth)."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +219,30 @@ def context_of(
     return context
 
 
+def voucher_lift(amount: float | FloatArray) -> FloatArray:
+    """What a voucher of `amount` euros adds to its conversion logit (none for amounts <= 0).
+
+    Saturating, so a bigger voucher converts only a little better while it costs its whole
+    amount: the trade a spend budget exists for.
+    """
+    euros = np.maximum(np.asarray(amount, dtype=np.float64), 0.0)
+    lift: FloatArray = VOUCHER_LIFT_MAX * (1.0 - np.exp(-euros / VOUCHER_LIFT_SCALE))
+    return lift
+
+
+def refund_justified(context: Mapping[str, float]) -> bool:
+    """Whether a full refund is worth its cost for the unit of `context`: the world's truth.
+
+    Only loyal units (loyalty >= REFUND_MIN_LOYALTY) come back often enough to repay the order
+    given away; the conversion a refund buys from anyone else is not worth it. The reward cannot
+    see this, so a human reviewer (`simulator.reviewer`) applies it.
+
+    Raises:
+        KeyError: The context has no `loyalty`.
+    """
+    return float(context["loyalty"]) >= REFUND_MIN_LOYALTY
+
+
 class World:
     """Draws units, visits and conversions from one seeded random source.
 
@@ -219,15 +292,22 @@ class World:
         contexts.values[:, basket] = np.minimum(contexts.values[:, basket] * jitter, _BASKET_CAP)
         return contexts
 
-    def draw_reward(self, context: Mapping[str, float], action: str, factor: float = 1.0) -> float:
+    def draw_reward(
+        self,
+        context: Mapping[str, float],
+        action: str,
+        factor: float = 1.0,
+        params: Mapping[str, float] | None = None,
+    ) -> float:
         """A random conversion (1.0 or 0.0) for one decision.
 
         Args:
             context: The context the decision was made in.
-            action: The action served.
+            action: The action served (any of WORLD_ACTIONS).
             factor: Multiplies the conversion probability (a scenario's harm; 1.0 for none).
+            params: The served action's parameters (a voucher's `amount`); None for none.
         """
-        probability = self.expected_reward(context, action) * factor
+        probability = self.expected_reward(context, action, params) * factor
         return 1.0 if self.rng.random() < probability else 0.0
 
     def _base_contexts(self, count: int) -> Contexts:
@@ -245,23 +325,57 @@ class World:
     # ----------------------------------------------------------------------------- the truth
 
     @staticmethod
-    def expected_reward(context: Mapping[str, float], action: str) -> float:
+    def expected_reward(
+        context: Mapping[str, float], action: str, params: Mapping[str, float] | None = None
+    ) -> float:
         """The conversion probability of `action` in `context` (extra keys are ignored).
+
+        Args:
+            context: The decision's context.
+            action: Any of WORLD_ACTIONS.
+            params: The action's parameters: a voucher's `amount` lifts its conversion (a
+                voucher without one is worth 0 euros); other actions ignore them.
 
         Raises:
             KeyError: The context lacks a world feature, or the action is unknown.
         """
-        if action not in ACTIONS:
-            raise KeyError(f"unknown action {action!r}; the world has {', '.join(ACTIONS)}")
-        row = ACTIONS.index(action)
         x = np.array([context[name] for name in FEATURES], dtype=np.float64)
-        logit = float(INTERCEPTS[row] + COEFFICIENTS[row] @ x)
+        if action in ACTIONS:
+            row = ACTIONS.index(action)
+            logit = float(INTERCEPTS[row] + COEFFICIENTS[row] @ x)
+        elif action in GUARDRAIL_ACTIONS:
+            row = GUARDRAIL_ACTIONS.index(action)
+            logit = float(GUARDRAIL_INTERCEPTS[row] + GUARDRAIL_COEFFICIENTS[row] @ x)
+            if action == VOUCHER_ACTION:
+                logit += float(voucher_lift((params or {}).get(AMOUNT_FIELD, 0.0)))
+        else:
+            raise KeyError(f"unknown action {action!r}; the world has {', '.join(WORLD_ACTIONS)}")
         return 1.0 / (1.0 + math.exp(-logit))
 
     @staticmethod
     def expected_rewards(contexts: Contexts) -> FloatArray:
         """Conversion probability of every action (columns follow ACTIONS) in every context."""
         logits = contexts.values @ COEFFICIENTS.T + INTERCEPTS
+        probabilities: FloatArray = 1.0 / (1.0 + np.exp(-logits))
+        return probabilities
+
+    @staticmethod
+    def world_rewards(contexts: Contexts, amounts: FloatArray | None = None) -> FloatArray:
+        """Conversion probability of every WORLD_ACTIONS action (columns) in every context.
+
+        Args:
+            contexts: The contexts.
+            amounts: The voucher's amount in each context (euros); None values vouchers at 0.
+        """
+        logits = np.concatenate(
+            [
+                contexts.values @ COEFFICIENTS.T + INTERCEPTS,
+                contexts.values @ GUARDRAIL_COEFFICIENTS.T + GUARDRAIL_INTERCEPTS,
+            ],
+            axis=1,
+        )
+        if amounts is not None:
+            logits[:, WORLD_ACTIONS.index(VOUCHER_ACTION)] += voucher_lift(amounts)
         probabilities: FloatArray = 1.0 / (1.0 + np.exp(-logits))
         return probabilities
 

@@ -15,11 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from activities.contracts import ReviewCounts
+from activities.reviews import RecordedVerdict, Verdict
 from rollout_specs import NotifyEvent, RolloutSpec, Stage
-from workflows.messages import AbandonInput, ControlInput
-from workflows.state import TERMINAL_PHASES, AuditEntry, Phase, RolloutState
+from workflows.messages import AbandonInput, ControlInput, ReviewInput
+from workflows.state import TERMINAL_PHASES, AuditEntry, Phase, RolloutState, StageRecord
 
 __all__ = [
+    "PENDING_REVIEWS",
     "REFUSALS",
     "TRANSITIONS",
     "Command",
@@ -27,8 +30,12 @@ __all__ = [
     "Situation",
     "carry_out",
     "current_stage",
+    "listing_refusal",
     "missing_actor_or_reason",
+    "open_record",
     "refusal",
+    "review_progress",
+    "review_reason",
     "stuck",
 ]
 
@@ -45,6 +52,13 @@ class Command(StrEnum):
     PROMOTE = "promote"
     ROLLBACK = "rollback"
     ABANDON = "abandon"
+    REVIEW = "review"
+    """A verdict on one of the candidate's proposals; the router records it first."""
+
+
+PENDING_REVIEWS = "pending_reviews"
+"""The update that lists the proposals waiting at the router: not a command (nothing changes,
+nothing is audited), but an update, because only the worker may ask the router."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,43 @@ def stuck(state: RolloutState) -> bool:
         or state.landing_since is not None
         or (state.phase is Phase.PROMOTING and state.escalation is not None)
     )
+
+
+def open_record(state: RolloutState) -> StageRecord | None:
+    """The record of the stage running now, or None between stages (none is open)."""
+    if state.stages and state.stages[-1].ended_at is None:
+        return state.stages[-1]
+    return None
+
+
+def review_progress(spec: RolloutSpec, state: RolloutState) -> str:
+    """Where the reviews stand, for a human: the rollout's verdicts and the stage's minimum.
+
+    `3 approved, 1 rejected; stage canary: 4 of 20 proposals reviewed`.
+    """
+    counts = state.reviews
+    text = f"{counts.approved} approved, {counts.rejected} rejected"
+    stage = current_stage(spec, state)
+    if stage.min_reviews is None:
+        return text
+    record = open_record(state)
+    done = record.reviews if record is not None and record.name == stage.name else 0
+    return f"{text}; stage {stage.name}: {done} of {stage.min_reviews} proposals reviewed"
+
+
+def review_reason(request: ReviewInput, recorded: RecordedVerdict) -> str:
+    """The audit entry's reason for a verdict: what was judged, then the reviewer's words.
+
+    `reject proposal 3f2a: refund_full for unit u-17 (version 42): refund too large`.
+    """
+    proposal = recorded.proposal
+    what = (
+        f"{proposal.action} for unit {proposal.unit_id} (version {proposal.version})"
+        if proposal is not None
+        else "already recorded at the router by an earlier attempt"
+    )
+    said = f": {request.reason.strip()}" if request.reason.strip() else ""
+    return f"{request.verdict.value} proposal {request.proposal_id}: {what}{said}"
 
 
 def missing_actor_or_reason(command: ControlInput) -> str | None:
@@ -259,6 +310,35 @@ def _stuck_or_forced(situation: Situation, command: ControlInput) -> str | None:
     )
 
 
+def _reviewer_explained(situation: Situation, command: ControlInput) -> str | None:
+    """An approval may go without a reason; a rejection, like every command, says why."""
+    if not isinstance(command, ReviewInput) or not command.actor.strip():
+        return missing_actor_or_reason(command)
+    if command.verdict is Verdict.APPROVE or command.reason.strip():
+        return None
+    return (
+        "say why you reject it: a rejection needs a reason (--reason TEXT); it goes to the "
+        "audit trail and to the router"
+    )
+
+
+def _names_a_proposal(situation: Situation, command: ControlInput) -> str | None:
+    if isinstance(command, ReviewInput) and not command.proposal_id.strip():
+        target = situation.spec.spec.target
+        return f"name the proposal to judge; `lockgate review {target}` lists them with their ids"
+    return None
+
+
+def _reviews_proposals(situation: Situation, command: ControlInput) -> str | None:
+    body = situation.spec.spec
+    if body.guardrails.review is not None:
+        return None
+    return (
+        f"the rollout of {body.target} routes no action to reviewers (its spec has no "
+        "guardrails.review), so there is nothing to review"
+    )
+
+
 REFUSALS: dict[Command, tuple[Check, ...]] = {
     Command.APPROVE: (
         *_live("approve"),
@@ -272,8 +352,21 @@ REFUSALS: dict[Command, tuple[Check, ...]] = {
     Command.PROMOTE: (*_live("promote"), _promotable),
     Command.ROLLBACK: _live("roll back"),
     Command.ABANDON: (_explained, _not_abandoned, _not_ended("abandon"), _stuck_or_forced),
+    Command.REVIEW: (
+        _reviewer_explained,
+        _names_a_proposal,
+        _not_ended("review"),
+        _not_being_abandoned("review"),
+        _not_rolling_back,
+        _reviews_proposals,
+    ),
 }
 """Each command's rules, in the order they are asked: the first that objects is the answer."""
+
+
+def listing_refusal(situation: Situation) -> str | None:
+    """Why the rollout cannot list proposals: its spec routes no action to reviewers."""
+    return _reviews_proposals(situation, ControlInput(actor="", reason=""))
 
 
 def refusal(command: Command, situation: Situation, request: ControlInput) -> str | None:
@@ -349,6 +442,24 @@ def _abandon(situation: Situation, request: ControlInput, entry: AuditEntry) -> 
     )
 
 
+def _review(situation: Situation, request: ControlInput, entry: AuditEntry) -> Effect:
+    # Called once the router has recorded the verdict: the count follows the router.
+    assert isinstance(request, ReviewInput), "a review carries its verdict"
+    state = situation.state
+    state.audit.append(entry)
+    approved = request.verdict is Verdict.APPROVE
+    counts = state.reviews
+    state.reviews = ReviewCounts(
+        approved=counts.approved + approved, rejected=counts.rejected + (not approved)
+    )
+    record = open_record(state)
+    if record is not None:
+        record.reviews += 1
+    done = "approved" if approved else "rejected"
+    progress = review_progress(situation.spec, state)
+    return Effect(message=f"{done} proposal {request.proposal_id}; {progress}", publish=True)
+
+
 TRANSITIONS: dict[Command, Transition] = {
     Command.APPROVE: _approve,
     Command.PAUSE: _pause,
@@ -356,6 +467,7 @@ TRANSITIONS: dict[Command, Transition] = {
     Command.PROMOTE: _promote,
     Command.ROLLBACK: _rollback,
     Command.ABANDON: _abandon,
+    Command.REVIEW: _review,
 }
 """What each accepted command changes; every one but rollback records its audit entry here."""
 

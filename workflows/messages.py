@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from activities.contracts import ReviewCounts
+from activities.reviews import MAX_LIST, Proposal, Verdict
 from rollout_specs import RolloutSpec
 from workflows.state import Phase, RolloutState
 
@@ -11,6 +13,9 @@ __all__ = [
     "AbandonInput",
     "ControlInput",
     "ControlResult",
+    "PendingReviewsInput",
+    "PendingReviewsResult",
+    "ReviewInput",
     "RolloutInput",
     "RolloutResult",
     "StatusResult",
@@ -46,6 +51,43 @@ class AbandonInput(ControlInput):
     """
 
     force: bool = False
+
+
+class ReviewInput(ControlInput):
+    """`lockgate review --approve/--reject ID`: one reviewer's verdict on one proposal.
+
+    The reason may be left out of an approval; a rejection must say why (the rule is in
+    workflows.commands, so the refusal reads like every other command's).
+    """
+
+    proposal_id: str
+    verdict: Verdict
+    reason: str = ""
+
+
+class PendingReviewsInput(Message):
+    """`lockgate review TARGET`: list the proposals waiting at the router.
+
+    `actor` names who looked (the update is kept in the workflow's history like any other).
+    """
+
+    actor: str = ""
+    limit: int = Field(default=50, ge=1, le=MAX_LIST)
+
+
+class PendingReviewsResult(Message):
+    """The proposals waiting (oldest first), and where the rollout's reviews stand."""
+
+    pending: list[Proposal]
+    dropped: int
+    """Proposals the router pushed out of its full queue before anyone judged them."""
+    reviews: ReviewCounts
+    """Verdicts over the whole rollout."""
+    stage: str
+    stage_reviews: int
+    """Verdicts given while the current stage ran."""
+    min_reviews: int | None
+    """What the current stage needs before it advances, if anything."""
 
 
 class ControlResult(Message):

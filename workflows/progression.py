@@ -22,6 +22,7 @@ __all__ = [
     "approval_timed_out",
     "assess",
     "judge_offline",
+    "reviews_missing",
 ]
 
 
@@ -57,8 +58,13 @@ def assess(
     trigger_failures: dict[str, int],
     no_evidence_streak: int,
     elapsed: timedelta,
+    reviews: int = 0,
 ) -> Assessment:
-    """Apply the rules in order: a tripped trigger, missing evidence, the bake, max_duration."""
+    """Apply the rules in order: a tripped trigger, missing evidence, the bake, max_duration.
+
+    `reviews` is how many proposals reviewers judged during this stage: a stage with
+    `min_reviews` keeps baking, once everything else would advance it, until it has that many.
+    """
     if not check.verdicts:  # the spec forbids this; judged here too, as silence is no evidence
         return Assessment(
             Action.HOLD,
@@ -107,6 +113,8 @@ def assess(
     if waiting:
         reason = "awaiting evidence: " + "; ".join(f"{v.trigger}: {v.detail}" for v in waiting)
         return _limit_duration(stage, elapsed, Assessment(Action.BAKE, reason, failures, 0))
+    if elapsed >= stage.min_duration and (missing := reviews_missing(stage, reviews)):
+        return _limit_duration(stage, elapsed, Assessment(Action.BAKE, missing, failures, 0))
     if elapsed >= stage.min_duration:
         gate = f", {check.gate.trigger} shown" if check.gate is not None else ""
         return Assessment(
@@ -121,6 +129,22 @@ def assess(
         stage,
         elapsed,
         Assessment(Action.BAKE, f"every trigger passing; baking {remaining} more", failures, 0),
+    )
+
+
+def reviews_missing(stage: Stage, reviews: int) -> str | None:
+    """Why the stage waits for reviewers, or None when it has the verdicts it needs.
+
+    A stage with `min_reviews` may not advance before reviewers judged that many of the
+    candidate's proposals during it: its actions that only humans may let through have then
+    been looked at, not merely held back.
+    """
+    needed = stage.min_reviews
+    if needed is None or reviews >= needed:
+        return None
+    return (
+        f"waiting for reviews: {reviews} of {needed} proposals reviewed during stage "
+        f"{stage.name} (`lockgate review` lists the pending ones)"
     )
 
 

@@ -36,6 +36,14 @@ with workflow.unsafe.imports_passed_through():
         RouteMode,
         TriggerVerdict,
     )
+    from activities.reviews import (
+        LIST_REVIEWS,
+        RECORD_REVIEW,
+        ListReviewsInput,
+        PendingProposals,
+        RecordedVerdict,
+        RecordReviewInput,
+    )
     from rollout_specs import (
         NotifyEvent,
         PolicyVersion,
@@ -47,18 +55,25 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import WORKFLOW_NAME
     from workflows.commands import (
+        PENDING_REVIEWS,
         Command,
         Effect,
         Situation,
         carry_out,
         current_stage,
+        listing_refusal,
         missing_actor_or_reason,
+        open_record,
         refusal,
+        review_reason,
     )
     from workflows.messages import (
         AbandonInput,
         ControlInput,
         ControlResult,
+        PendingReviewsInput,
+        PendingReviewsResult,
+        ReviewInput,
         RolloutInput,
         RolloutResult,
         StatusResult,
@@ -133,6 +148,15 @@ OFFLINE_RETRY = RetryPolicy(
     maximum_attempts=3,
     non_retryable_error_types=["UnknownBackendError"],
 )
+REVIEW_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=4),
+    maximum_attempts=3,
+    non_retryable_error_types=["RouterError", "UnknownBackendError", "MissingCredential"],
+)
+"""A human waits on the answer: a few tries when the router is down, none when it refused
+(an unknown or already judged proposal is said at once, never retried into a storm)."""
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -300,9 +324,11 @@ class RolloutWorkflow:
             return
         if not all(task.done() for task in self._deliveries):
             return
+        if not workflow.all_handlers_finished():  # a review waiting on the router: next time
+            return
         if in_flight is not None:
             in_flight.cancel()
-        # Every handler is synchronous (it only mutates state), so none is ever left unfinished.
+        # Only the review handlers wait (on the router), and none is waiting now.
         workflow.continue_as_new(
             RolloutInput(spec=self._spec, submitted_by=self._submitted_by, state=self._state)
         )
@@ -609,6 +635,7 @@ class RolloutWorkflow:
             state.trigger_failures,
             state.no_evidence_streak,
             elapsed,
+            record.reviews,
         )
         state.last_check = result
         state.trigger_failures = assessment.trigger_failures
@@ -646,6 +673,7 @@ class RolloutWorkflow:
         metrics = {metric for t in triggers for metric in t.arm_metrics}
         if gate is not None:
             metrics.add(gate.non_inferior)
+        elapsed = workflow.now() - self._state.stages[-1].started_at
         check = CheckInput(
             monitoring=body.monitoring,
             triggers=triggers,
@@ -655,6 +683,9 @@ class RolloutWorkflow:
             expected_samples=stage.expected_samples,
             gate=gate,
             gate_alpha=body.alpha,
+            reviews=self._state.reviews,
+            stage_elapsed=elapsed.total_seconds(),
+            stage_left=max(timedelta(0), stage.min_duration - elapsed).total_seconds(),
         )
         timeout = body.monitoring.timeout * 3 + timedelta(seconds=10)
         if self._preempts:
@@ -690,6 +721,13 @@ class RolloutWorkflow:
         body = self._spec.spec
         started = self._state.stages[-1].started_at
         window = max(workflow.now() - started, body.check_interval)
+        modes = {spec_stage.name: spec_stage.mode for spec_stage in body.stages}
+        live = [
+            record.started_at
+            for record in self._state.stages
+            if modes.get(record.name) is not StageMode.OFFLINE
+        ]
+        rollout_window = max(workflow.now() - (live[0] if live else started), body.check_interval)
         return {
             "target": body.target,
             "incumbent": body.incumbent.version,
@@ -698,6 +736,7 @@ class RolloutWorkflow:
             "stage": stage.name,
             "percent": f"{stage_percent(self._spec, self._state):g}",
             "stage_window": f"{max(1, round(window.total_seconds()))}s",
+            "rollout_window": f"{max(1, round(rollout_window.total_seconds()))}s",
             "check_interval": f"{max(1, round(body.check_interval.total_seconds()))}s",
         }
 
@@ -831,9 +870,9 @@ class RolloutWorkflow:
         """The spec and the whole state, for `lockgate status` and the UI's query tab."""
         return StatusResult(spec=self._spec, state=self._state)
 
-    # Every update is synchronous (it only changes state): none is ever left unfinished.
-    # The rules live in workflows.commands; the update names are Command values, the names
-    # recorded in every history.
+    # Every update but the two review ones is synchronous (it only changes state); those wait
+    # on the router, and continue-as-new waits for them. The rules live in workflows.commands;
+    # the update names are Command values, the names recorded in every history.
 
     @workflow.update(name=Command.PAUSE.value)
     def pause(self, command: ControlInput) -> ControlResult:
@@ -894,6 +933,88 @@ class RolloutWorkflow:
     def _validate_abandon(self, command: AbandonInput) -> None:
         self._validate(Command.ABANDON, command)
 
+    @workflow.update(name=Command.REVIEW.value)
+    async def review(self, command: ReviewInput) -> ControlResult:
+        """Judge one of the candidate's proposals: the router records it, then the audit does.
+
+        The router is asked first, so the audit and the counts only ever hold verdicts the
+        router took; its refusal (an unknown or already judged proposal) is the update's.
+        """
+        body = self._spec.spec
+        request = RecordReviewInput(
+            router=body.router,
+            target=body.target,
+            proposal_id=command.proposal_id,
+            verdict=command.verdict,
+            actor=command.actor,
+            reason=command.reason,
+        )
+        try:
+            recorded = await workflow.execute_activity(
+                RECORD_REVIEW,
+                request,
+                result_type=RecordedVerdict,
+                start_to_close_timeout=self._review_attempt(),
+                schedule_to_close_timeout=self._review_timeout(),
+                retry_policy=REVIEW_RETRY,
+                summary=f"{command.verdict.value} proposal {command.proposal_id}",
+            )
+        except ActivityError as exc:
+            raise ApplicationError(
+                f"the verdict was not recorded: {_refusal(exc)}", type=REFUSED, non_retryable=True
+            ) from exc
+        return self._carry_out(Command.REVIEW, command, review_reason(command, recorded))
+
+    @review.validator
+    def _validate_review(self, command: ReviewInput) -> None:
+        self._validate(Command.REVIEW, command)
+
+    @workflow.update(name=PENDING_REVIEWS)
+    async def pending_reviews(self, request: PendingReviewsInput) -> PendingReviewsResult:
+        """The proposals waiting at the router, read by the worker that holds its credentials.
+
+        No audit entry and no change of state: looking is not a decision.
+        """
+        body = self._spec.spec
+        try:
+            found = await workflow.execute_activity(
+                LIST_REVIEWS,
+                ListReviewsInput(router=body.router, target=body.target, limit=request.limit),
+                result_type=PendingProposals,
+                start_to_close_timeout=self._review_attempt(),
+                schedule_to_close_timeout=self._review_timeout(),
+                retry_policy=REVIEW_RETRY,
+                summary=f"list proposals for {request.actor or 'a reviewer'}",
+            )
+        except ActivityError as exc:
+            raise ApplicationError(
+                f"the router's proposals could not be read: {_refusal(exc)}",
+                type=REFUSED,
+                non_retryable=True,
+            ) from exc
+        stage = self._current_stage()
+        record = open_record(self._state)
+        return PendingReviewsResult(
+            pending=found.pending,
+            dropped=found.dropped,
+            reviews=self._state.reviews,
+            stage=stage.name,
+            stage_reviews=record.reviews if record is not None else 0,
+            min_reviews=stage.min_reviews,
+        )
+
+    @pending_reviews.validator
+    def _validate_pending_reviews(self, request: PendingReviewsInput) -> None:
+        _refuse_if(listing_refusal(self._situation()))
+
+    def _review_attempt(self) -> timedelta:
+        """One attempt of a review activity: the router's deadline, and a margin."""
+        return self._spec.spec.router.timeout + timedelta(seconds=5)
+
+    def _review_timeout(self) -> timedelta:
+        """Every attempt of a review activity: a reviewer waits no longer for an answer."""
+        return self._review_attempt() * REVIEW_RETRY.maximum_attempts + timedelta(seconds=10)
+
     def _situation(self) -> Situation:
         return Situation(
             spec=self._spec,
@@ -906,13 +1027,18 @@ class RolloutWorkflow:
         """Refuse the update, with the rule's words, when the rollout cannot take it now."""
         _refuse_if(refusal(name, self._situation(), command))
 
-    def _carry_out(self, name: Command, command: ControlInput) -> ControlResult:
-        """Apply the command's transition, then what it asks of Temporal, in this order."""
+    def _carry_out(
+        self, name: Command, command: ControlInput, reason: str | None = None
+    ) -> ControlResult:
+        """Apply the command's transition, then what it asks of Temporal, in this order.
+
+        `reason` is the audit entry's, when it says more than the command's (a review's).
+        """
         entry = AuditEntry(
             at=workflow.now(),
             actor=command.actor,
             action=AuditAction(name),
-            reason=command.reason,
+            reason=command.reason if reason is None else reason,
             stage=self._current_stage().name,
         )
         effect: Effect = carry_out(name, self._situation(), command, entry)

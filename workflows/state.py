@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from activities.contracts import CheckResult, TriggerVerdict
+from activities.contracts import CheckResult, ReviewCounts, TriggerVerdict
 
 __all__ = [
     "TERMINAL_PHASES",
@@ -75,6 +75,8 @@ class AuditAction(StrEnum):
     RESUME = "resume"
     PROMOTE = "promote"
     ABANDON = "abandon"
+    REVIEW = "review"
+    """A reviewer's verdict on one of the candidate's proposals (guardrails.review)."""
 
 
 class StateModel(BaseModel):
@@ -109,6 +111,8 @@ class StageRecord(StateModel):
     checks: int = 0
     approved_by: list[str] = Field(default_factory=list)
     """Who approved the stage, when it needed approval."""
+    reviews: int = 0
+    """Proposals reviewers judged while this stage ran (a stage's min_reviews counts them)."""
 
 
 class RollbackRequest(StateModel):
@@ -152,6 +156,8 @@ class RolloutState(StateModel):
     approval_asked_at: datetime | None = None
     """When the current stage's approvers were asked; its timeout counts from here."""
     stages: list[StageRecord] = Field(default_factory=list)
+    reviews: ReviewCounts = Field(default_factory=ReviewCounts)
+    """Reviewers' verdicts on the candidate's proposals over the whole rollout."""
     audit: list[AuditEntry] = Field(default_factory=list)
     outcome: str | None = None
     """One sentence when the rollout ends."""

@@ -16,6 +16,7 @@ from temporalio.common import (
 )
 
 from rollout_specs import RolloutSpec, StageMode, format_duration
+from workflows.commands import review_progress
 from workflows.state import Phase, RolloutState
 
 __all__ = [
@@ -140,6 +141,8 @@ def current_details(spec: RolloutSpec, state: RolloutState) -> str:
             f"(approved: {given}; asked {state.approval_asked_at:%H:%M:%S} UTC, times out after "
             f"{format_duration(approval.timeout)})",
         ]
+    if body.guardrails.review is not None:
+        lines += ["", f"**Reviews:** {review_progress(spec, state)}"]
     if state.last_check:
         verdicts = [*state.last_check.verdicts]
         if state.last_check.gate is not None:

@@ -7,6 +7,10 @@ path answers the route applied now, or 404 when the target has none.
 Only the read is retried here. A PUT that fails is reported at once and retried by Temporal,
 whose history records each attempt; that is safe because the router is idempotent per generation,
 and every change is read back afterwards anyway.
+
+The review endpoints (guardrails.review) follow the same rules: `GET {url}/v1/targets/{target}/
+reviews?limit=N` lists the pending proposals (a read, retried briefly), `POST .../reviews/{id}`
+records a verdict (a write, sent once: 404 is an unknown proposal, 409 one already judged).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from activities.contracts import Route
 from activities.credentials import auth_headers
 from activities.errors import RouteConflict, RouterError, RouterUnavailable
 from activities.http_boundary import READ_RETRIES, Ladder, ReadRetries, excerpt, request
+from activities.reviews import PendingProposals, RecordedVerdict, Verdict
 from rollout_specs import HttpRouter
 
 __all__ = ["HttpTrafficRouter"]
@@ -101,8 +106,77 @@ class HttpTrafficRouter:
             return None
         return self._parse(response, url)
 
+    async def pending_reviews(self, target: str, limit: int) -> PendingProposals:
+        """The target's oldest `limit` pending proposals; a read, so retried briefly.
+
+        Raises:
+            RouterUnavailable: The router could not be reached, timed out, or answered 5xx on
+                every attempt.
+            RouterError: The router refused the read or answered something that is not a list
+                of proposals.
+        """
+        url = self._reviews_url(target)
+        response = await request(
+            self._client, "GET", url, ladder=self._ladder(url, "the list of proposals"),
+            deadline=self._timeout, retries=self._retries, headers=auth_headers(self._auth),
+            params={"limit": str(limit)},
+        )  # fmt: skip
+        try:
+            return PendingProposals.model_validate(response.json())
+        except ValueError as exc:
+            raise RouterError(
+                f"router at {url} answered with something that is not a list of proposals "
+                f"({_problems(exc)}); check that router.url implements the review endpoints"
+            ) from exc
+
+    async def record_review(
+        self, target: str, proposal_id: str, verdict: Verdict, actor: str, reason: str
+    ) -> RecordedVerdict:
+        """Record a verdict on one proposal, once; Temporal owns the retries of this write.
+
+        A 409 that names this very verdict by this very actor is the answer to a retry whose
+        first attempt landed, and counts as recorded; any other 409 is a refusal.
+
+        Raises:
+            RouterUnavailable: The router could not be reached, timed out, or answered 5xx.
+            RouterError: No such proposal (404), already judged by someone else (409), or the
+                verdict was refused (another 4xx) or acknowledged with something unreadable.
+        """
+        url = f"{self._reviews_url(target)}/{quote(proposal_id, safe='')}"
+        body = {"verdict": verdict.value, "actor": actor, "reason": reason}
+        response = await request(
+            self._client, "POST", url, ladder=self._ladder(url, f"the verdict on {proposal_id}"),
+            json=body, deadline=self._timeout, headers=auth_headers(self._auth),
+            passes=(404, 409),
+        )  # fmt: skip
+        if response.status_code == 404:
+            raise RouterError(
+                f"no proposal {proposal_id!r} is waiting for target {target!r} at the router "
+                f"({_detail(response)}); `lockgate review {target}` lists the pending ones"
+            )
+        if response.status_code == 409:
+            earlier = _earlier_verdict(response)
+            if earlier is not None and earlier.verdict is verdict and earlier.actor == actor:
+                return earlier
+            raise RouterError(f"{_detail(response)}; a proposal takes one verdict")
+        try:
+            answer = response.json()
+            if not isinstance(answer, dict):
+                raise ValueError(f"a JSON {type(answer).__name__}, not an object")
+            # The answer is the proposal with its verdict: both models read it.
+            return RecordedVerdict.model_validate({**answer, "proposal": answer})
+        except ValueError as exc:
+            raise RouterError(
+                f"router at {url} acknowledged the verdict with something unreadable "
+                f"({_problems(exc)}); the verdict may be recorded there: check `lockgate review` "
+                "before judging it again"
+            ) from exc
+
     def _route_url(self, target: str) -> str:
         return f"{self._base}/v1/targets/{quote(target, safe='')}/route"
+
+    def _reviews_url(self, target: str) -> str:
+        return f"{self._base}/v1/targets/{quote(target, safe='')}/reviews"
 
     def _ladder(self, url: str, what: str) -> Ladder:
         return Ladder(
@@ -140,6 +214,14 @@ def _detail(response: httpx.Response) -> str:
     if isinstance(body, dict) and "detail" in body:
         return str(body["detail"])
     return excerpt(response.text) or "empty body"
+
+
+def _earlier_verdict(response: httpx.Response) -> RecordedVerdict | None:
+    """The verdict a 409 names (`verdict`, `actor`, `reason`), or None when it names none."""
+    try:
+        return RecordedVerdict.model_validate(response.json())
+    except ValueError:
+        return None
 
 
 def _problems(exc: ValueError) -> str:

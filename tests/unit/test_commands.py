@@ -107,6 +107,10 @@ def _not_paused(phase: Phase) -> str:
 
 
 STILL_ROUTING = "the stage's traffic is still being set; try again in a moment"
+NO_REVIEW = (
+    "the rollout of ranker routes no action to reviewers (its spec has no guardrails.review), "
+    "so there is nothing to review"
+)
 PAUSED_BY = "already paused by dave at 2026-01-01 09:30:00 UTC (holiday freeze)"
 
 # One row per phase: the answer to approve, pause, resume, promote, rollback, abandon (bob
@@ -119,6 +123,7 @@ EXPECTED: dict[Phase, dict[Command, str | None]] = {
         Command.PROMOTE: STILL_ROUTING,
         Command.ROLLBACK: None,
         Command.ABANDON: NOT_STUCK.format("starting"),
+        Command.REVIEW: NO_REVIEW,
     },
     Phase.AWAITING_APPROVAL: {
         Command.APPROVE: None,
@@ -127,6 +132,7 @@ EXPECTED: dict[Phase, dict[Command, str | None]] = {
         Command.PROMOTE: STILL_ROUTING,
         Command.ROLLBACK: None,
         Command.ABANDON: NOT_STUCK.format("awaiting_approval"),
+        Command.REVIEW: NO_REVIEW,
     },
     Phase.RUNNING: {
         Command.APPROVE: "nothing awaits approval: stage shadow is running",
@@ -135,6 +141,7 @@ EXPECTED: dict[Phase, dict[Command, str | None]] = {
         Command.PROMOTE: None,
         Command.ROLLBACK: None,
         Command.ABANDON: NOT_STUCK.format("running"),
+        Command.REVIEW: NO_REVIEW,
     },
     Phase.HELD: {
         Command.APPROVE: "nothing awaits approval: stage shadow is held",
@@ -143,6 +150,7 @@ EXPECTED: dict[Phase, dict[Command, str | None]] = {
         Command.PROMOTE: None,
         Command.ROLLBACK: None,
         Command.ABANDON: NOT_STUCK.format("held"),
+        Command.REVIEW: NO_REVIEW,
     },
     Phase.ESCALATED: {
         Command.APPROVE: "nothing awaits approval: stage shadow is escalated",
@@ -151,6 +159,7 @@ EXPECTED: dict[Phase, dict[Command, str | None]] = {
         Command.PROMOTE: None,
         Command.ROLLBACK: None,
         Command.ABANDON: None,
+        Command.REVIEW: NO_REVIEW,
     },
     Phase.PAUSED: {
         Command.APPROVE: "nothing awaits approval: stage shadow is paused",
@@ -159,6 +168,7 @@ EXPECTED: dict[Phase, dict[Command, str | None]] = {
         Command.PROMOTE: "the rollout is paused; resume it before promoting",
         Command.ROLLBACK: None,
         Command.ABANDON: NOT_STUCK.format("paused"),
+        Command.REVIEW: NO_REVIEW,
     },
     Phase.ROLLING_BACK: {
         Command.APPROVE: ROLLING_BACK,
@@ -167,6 +177,7 @@ EXPECTED: dict[Phase, dict[Command, str | None]] = {
         Command.PROMOTE: ROLLING_BACK,
         Command.ROLLBACK: ROLLING_BACK,
         Command.ABANDON: None,
+        Command.REVIEW: ROLLING_BACK,
     },
     Phase.PROMOTING: {
         **{
@@ -175,6 +186,7 @@ EXPECTED: dict[Phase, dict[Command, str | None]] = {
         },
         Command.RESUME: _not_paused(Phase.PROMOTING),
         Command.ABANDON: NOT_STUCK.format("promoting"),
+        Command.REVIEW: NO_REVIEW,
     },
     **{
         phase: {
@@ -206,6 +218,7 @@ def test_command_names_are_the_update_names_in_recorded_histories() -> None:
         "promote",
         "rollback",
         "abandon",
+        "review",
     ]
     assert all(AuditAction(command).value == command.value for command in Command)
 

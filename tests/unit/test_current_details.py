@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from activities.contracts import CheckResult, Outcome, TriggerVerdict
+from activities.contracts import CheckResult, Outcome, ReviewCounts, TriggerVerdict
 from tests.conftest import build_spec, spec_document
-from workflows.state import Phase, RolloutState
+from workflows.state import Phase, RolloutState, StageRecord
 from workflows.visibility import current_details
 
 NOW = datetime(2026, 11, 29, 4, 44, 24, tzinfo=UTC)
@@ -57,3 +57,33 @@ def test_stage_and_every_verdict_are_table_rows_even_when_a_detail_holds_pipes()
         ["`error-rate`", "**pass**", "0.001"],
         ["`drift`", "**fail**", "js 0.05 > 0.035 | agreement 0.492 [0.455, 0.530] of 1186 pairs"],
     ]
+
+
+def test_a_rollout_with_reviewed_actions_shows_where_the_reviews_stand() -> None:
+    document = spec_document("http://127.0.0.1:1", "http://127.0.0.1:2")
+    body = document["spec"]
+    body["guardrails"] = {"review": {"actions": ["refund_full"]}}
+    body["stages"][1]["min_reviews"] = 20
+    spec = build_spec(document)
+    state = RolloutState(
+        rollout_id="r1",
+        submitted_by="alice",
+        started_at=NOW,
+        phase=Phase.RUNNING,
+        stage_index=1,
+        stages=[
+            StageRecord(name=spec.spec.stages[0].name, started_at=NOW, outcome="advanced"),
+            StageRecord(name=spec.spec.stages[1].name, started_at=NOW, reviews=4),
+        ],
+        reviews=ReviewCounts(approved=3, rejected=2),
+    )
+
+    markdown = current_details(spec, state)
+
+    assert (
+        f"**Reviews:** 3 approved, 2 rejected; stage {spec.spec.stages[1].name}: 4 of 20 "
+        "proposals reviewed"
+    ) in markdown.splitlines()
+    assert "Reviews" not in current_details(
+        build_spec(spec_document("http://a", "http://b")), state
+    )

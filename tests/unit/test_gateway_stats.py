@@ -70,7 +70,8 @@ def test_a_query_it_cannot_answer_is_refused_saying_how_to_write_it(
 
 @pytest.mark.parametrize("stat", list(Stat))
 def test_no_traffic_is_no_data_never_zero(stats: WindowedStats, stat: Stat) -> None:
-    assert _ask(stats, f"{stat} target=offers version=42") is None
+    field = " field=amount" if stat is Stat.ACTION_VALUE else ""
+    assert _ask(stats, f"{stat} target=offers version=42{field}") is None
 
 
 def test_error_rate_is_failed_calls_over_all_calls(stats: WindowedStats) -> None:

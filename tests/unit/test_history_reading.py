@@ -55,3 +55,17 @@ async def test_a_recorded_trigger_rollback_reads_with_its_failing_check() -> Non
     )
     assert run.result is not None
     assert run.result.phase is Phase.ROLLED_BACK
+
+
+async def test_reviews_read_back_as_the_verdicts_the_router_took_and_listings_as_nothing() -> None:
+    """The recorded rollout listed proposals once, had one approval and one rejection taken,
+    and two reviews the router refused (already judged; unknown id): only the two taken are
+    commands in the rebuilt audit trail."""
+    run = await _read(next(p for p in HISTORIES if p.stem == "reviews_gate_a_stage"))
+    reviews = [entry for entry in run.commands if entry.action == Command.REVIEW]
+    assert [(entry.actor, entry.reason.split(" ")[0]) for entry in reviews] == [
+        ("bob", "approve"),
+        ("carol", "reject"),
+    ]
+    assert reviews[1].reason.endswith(": refund larger than the basket")
+    assert "pending_reviews" not in [entry.action for entry in run.commands]

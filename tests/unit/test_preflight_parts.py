@@ -9,6 +9,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import KNOWN_FAILURE_TYPES, QuietKnownFailures, RouterUnavailable
+from rollout_specs import TEMPLATE_VARIABLES
 from runtime.preflight import Problem, _rank, describe_route, first_live_variables
 from tests.conftest import build_spec, spec_document
 
@@ -29,6 +30,7 @@ def test_first_live_variables_are_those_of_the_first_check_of_the_first_served_s
         "stage": "shadow",
         "percent": "0",
         "stage_window": "30s",
+        "rollout_window": "30s",
         "check_interval": "30s",
     }
     split_first = _spec(
@@ -40,6 +42,14 @@ def test_first_live_variables_are_those_of_the_first_check_of_the_first_served_s
     variables = first_live_variables(split_first)
     assert variables is not None
     assert (variables["stage"], variables["percent"]) == ("canary", "5")
+
+
+def test_preflight_renders_every_variable_a_trigger_query_may_use() -> None:
+    """A query with any of the spec's variables must render in preflight as in the workflow
+    (`{{version}}` is filled per arm by the probes of per-arm metrics)."""
+    variables = first_live_variables(_spec())
+    assert variables is not None
+    assert set(variables) == set(TEMPLATE_VARIABLES) - {"version"}
 
 
 def test_problems_are_listed_router_candidate_monitoring_then_triggers_in_spec_order() -> None:

@@ -148,6 +148,10 @@ def test_each_scenario_serves_a_committed_artifact() -> None:
         "violations": "candidate-violating.json",
         "broken": "candidate-broken.json",
         "drifting": "candidate-drifting.json",
+        "overuse-capped": "candidate-capped.json",
+        "review-rejected": "candidate-reviewed.json",
+        "harm-one-region": "candidate-regional.json",
+        "overspend": "candidate-overspend.json",
     }
     assert all((ARTIFACTS_DIR / artifact).is_file() for artifact in artifacts.values())
 

@@ -269,7 +269,7 @@ REJECTED = [
         [
             "spec.rollback_triggers[0].query: unknown query variable {{candiate}}; the variables "
             "are {{target}}, {{incumbent}}, {{candidate}}, {{rollout}}, {{stage}}, {{percent}}, "
-            "{{stage_window}}, {{check_interval}}, {{version}}"
+            "{{stage_window}}, {{rollout_window}}, {{check_interval}}, {{version}}"
         ],
         id="unknown-template-variable",
     ),

@@ -17,6 +17,7 @@ VALUES = {
     "stage": "canary",
     "percent": "5",
     "stage_window": "1h30m",
+    "rollout_window": "3h",
     "check_interval": "30s",
     "version": "42",
 }

@@ -21,8 +21,11 @@ from activities.providers.base import Sample
 from analysis.budget import reward_loss_upper_bound
 from analysis.drift import action_drift, judge_drift
 from analysis.offline import Estimate, judge
+from analysis.review import review_rejections
+from analysis.segments import compare_segments, fairness_ratio
 from analysis.sequential import ArmStats, compare_means
 from analysis.shadow import judge_shadow, paired_actions
+from analysis.spend import judge_spend
 from analysis.verdicts import Outcome
 from rollout_specs import (
     TRIGGER_KINDS,
@@ -38,6 +41,7 @@ from rollout_specs import (
     TriggerKind,
     parse_spec,
 )
+from rollout_specs.models import ReviewTrigger, SegmentsTrigger, SpendTrigger
 
 TRIGGERS: TypeAdapter[Any] = TypeAdapter(RollbackTrigger)
 
@@ -64,6 +68,19 @@ YAML_BY_KIND = {
         name: agreement
         shadow: {min_agreement: 0.8}
     """,
+    "segments": """
+        name: no-region-harmed
+        segments: {label: region, max_drop: 0.1, relative: true,
+                   fairness: {action: approve, min_ratio: 0.8}}
+    """,
+    "spend": """
+        name: discount-spend
+        spend: {field: amount, budget: 5000, stage_budget: 1000}
+    """,
+    "review": """
+        name: reviewers
+        review: {max_reject_share: 0.2}
+    """,
 }
 DEFAULT_MODES = {
     "threshold": [StageMode.SHADOW, StageMode.SPLIT],
@@ -71,6 +88,9 @@ DEFAULT_MODES = {
     "budget": [StageMode.SPLIT],
     "drift": [StageMode.SHADOW, StageMode.SPLIT],
     "shadow": [StageMode.SHADOW],
+    "segments": [StageMode.SPLIT],
+    "spend": [StageMode.SPLIT],
+    "review": [StageMode.SPLIT],
 }
 CLASSES = {
     "threshold": ThresholdTrigger,
@@ -78,6 +98,9 @@ CLASSES = {
     "budget": BudgetTrigger,
     "drift": DriftTrigger,
     "shadow": ShadowTrigger,
+    "segments": SegmentsTrigger,
+    "spend": SpendTrigger,
+    "review": ReviewTrigger,
 }
 
 
@@ -93,7 +116,7 @@ def test_every_kind_loads_from_the_yaml_written_today(kind: str) -> None:
     assert type(trigger) is CLASSES[kind]
     assert trigger.kind == kind
     assert trigger.modes == DEFAULT_MODES[kind]
-    assert trigger.statistical == (kind in ("compare", "budget"))
+    assert trigger.statistical == (kind in ("compare", "budget", "segments", "review"))
 
 
 def _recorded(kind: str) -> dict[str, Any]:
@@ -163,7 +186,7 @@ def test_a_trigger_of_no_kind_names_the_kinds_and_its_misspelt_key() -> None:
     assert problems == [
         "spec.rollback_triggers[0].compar: unknown key 'compar'; did you mean `compare`?",
         "spec.rollback_triggers[0]: a trigger is one of: `query` with `threshold`, `compare`, "
-        "`budget`, `drift` or `shadow`; this one has none of them",
+        "`budget`, `drift`, `shadow`, `segments`, `spend` or `review`; this one has none of them",
     ]
 
 
@@ -178,7 +201,8 @@ def test_a_trigger_of_two_kinds_is_refused() -> None:
 
     assert problems == [
         "spec.rollback_triggers[0]: a trigger is one of: `query` with `threshold`, `compare`, "
-        "`budget`, `drift` or `shadow`; this one has compare and budget"
+        "`budget`, `drift`, `shadow`, `segments`, `spend` or `review`; this one has compare and "
+        "budget"
     ]
 
 
@@ -251,6 +275,25 @@ def test_every_analysis_returns_the_one_verdict_type() -> None:
         judge(difference, max_regression=0.05),
         judge_drift(drift, max_js=0.05)[0],
         judge_shadow(pairs, min_samples=100, alpha=0.01, min_agreement=0.5)[0],
+        compare_segments(
+            {"eu": incumbent},
+            {"eu": candidate},
+            max_drop=0.1,
+            relative=False,
+            alpha=0.05,
+            expected_n=10_500,
+        ).verdict,
+        fairness_ratio(
+            {"eu": (50, 100), "us": (50, 100)},
+            {"eu": (50, 100), "us": (50, 100)},
+            min_ratio=0.8,
+            max_ratio_drop=None,
+            alpha=0.05,
+        ).verdict,
+        review_rejections(1, 100, max_reject_share=0.2, alpha=0.05).verdict,
+        judge_spend(
+            10.0, 5.0, budget=100.0, stage_budget=None, stage_elapsed_s=60.0, stage_left_s=0.0
+        ).verdict,
     ]
 
     assert all(type(verdict) is Outcome for verdict in verdicts), verdicts
