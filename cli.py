@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console, Group
@@ -59,6 +59,12 @@ from runtime.watching import (
 from workflows.commands import review_progress
 from workflows.messages import PendingReviewsResult, StatusResult
 from workflows.state import Phase
+
+if TYPE_CHECKING:
+    from runtime.plan import RolloutPlan
+
+if TYPE_CHECKING:  # imported when used: the backtest needs the judges, a slow import
+    from runtime.backtest import Backtest
 
 app = typer.Typer(
     help="Staged, self-rolling-back rollouts of RL policies, on Temporal.",
@@ -211,6 +217,68 @@ def _preflight(path: Path, spec: RolloutSpec, skip: str = "") -> bool:
     return False
 
 
+TrafficOption = Annotated[
+    float | None,
+    typer.Option("--traffic", help="Decisions per second reaching the target (both arms).", min=0),
+]
+SdOption = Annotated[
+    list[str] | None,
+    typer.Option("--sd", help="A metric's standard deviation, e.g. reward=0.5 (repeatable)."),
+]
+RateOption = Annotated[
+    list[str] | None,
+    typer.Option("--rate", help="A 0/1 metric's rate, e.g. reward=0.1; sets its sd (repeatable)."),
+]
+MeanOption = Annotated[
+    list[str] | None,
+    typer.Option("--mean", help="A metric's mean, for relative margins, e.g. reward=2.1."),
+]
+ScopeShareOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scope-share",
+        help="A scope's share of the traffic: LABEL=VALUE:SHARE (region=eu-west-1:0.3) or "
+        "STAGE:SHARE (repeatable).",
+    ),
+]
+FromMonitoringOption = Annotated[
+    bool,
+    typer.Option(
+        "--from-prometheus",
+        help="Read the incumbent's mean and variance of each metric with the spec's own metric "
+        "queries from its monitoring (any monitoring type); --sd/--rate win.",
+    ),
+]
+WindowOption = Annotated[
+    str, typer.Option("--window", help="The window --from-prometheus reads over, e.g. 1h.")
+]
+
+
+def _plan(
+    spec: RolloutSpec,
+    traffic: float,
+    options: tuple[list[str] | None, list[str] | None, list[str] | None, list[str] | None],
+    from_monitoring: bool,
+    window: str,
+) -> RolloutPlan:
+    """The plan of `spec` (runtime.plan); a bad option is exit 2, monitoring's refusal exit 1."""
+    from rollout_specs import parse_duration
+    from runtime.plan import MonitoringUnanswered, PlanInputError, build_plan
+
+    sds, rates, means, shares = (list(values or ()) for values in options)
+    try:
+        span = parse_duration(window) if from_monitoring else None
+        return build_plan(
+            spec, traffic, sds=sds, rates=rates, means=means, scope_shares=shares,
+            from_monitoring=span,
+        )  # fmt: skip
+    except MonitoringUnanswered as exc:
+        _fail(str(exc))
+    except (PlanInputError, ValueError) as exc:
+        err.print(line(("error:", "red"), " ", str(exc)))
+        raise typer.Exit(EXIT_USAGE) from exc
+
+
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
@@ -221,8 +289,18 @@ def validate(
             help="Also ask each spec's router, candidate and monitoring once (as submit does).",
         ),
     ] = False,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Also print each spec's plan (as `lockgate plan`).")
+    ] = False,
+    traffic: TrafficOption = None,
+    sd: SdOption = None,
+    rate: RateOption = None,
+    mean: MeanOption = None,
+    scope_share: ScopeShareOption = None,
 ) -> None:
     """Check specs without submitting them (for a spec repo's CI)."""
+    if plan and not traffic:
+        raise typer.BadParameter("--plan needs --traffic DECISIONS_PER_S", param_hint="--traffic")
     invalid = 0
     for path in files:
         try:
@@ -245,8 +323,49 @@ def validate(
                 f"{body.candidate.version}: {stages}",
             )
         )
+        if plan and traffic:
+            from runtime.plan import render_plan
+
+            out.print(render_plan(_plan(spec, traffic, (sd, rate, mean, scope_share), False, "")))
     if invalid:
         raise typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def plan(
+    file: Annotated[Path, typer.Argument(help="The rollout spec.")],
+    traffic: Annotated[
+        float,
+        typer.Option(
+            "--traffic", help="Decisions per second reaching the target (both arms).", min=0
+        ),
+    ],
+    sd: SdOption = None,
+    rate: RateOption = None,
+    mean: MeanOption = None,
+    scope_share: ScopeShareOption = None,
+    from_prometheus: FromMonitoringOption = False,
+    window: WindowOption = "1h",
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+) -> None:
+    """How long each stage needs for its evidence at a given traffic, before you submit.
+
+    For every split stage: the median time until its advance_when and each compare trigger can
+    show non-inferiority (candidate equal to the incumbent), and until each compare trigger
+    catches a drop of twice its max_drop, from the same always-valid boundaries the rollout
+    uses. Warns where min_duration is shorter than the evidence needs and where a stage could
+    never earn its gate. docs/planning.md explains the method and its assumptions.
+    """
+    if output not in ("table", "json"):
+        raise typer.BadParameter("use table or json", param_hint="--output")
+    spec = _load(file)
+    result = _plan(spec, traffic, (sd, rate, mean, scope_share), from_prometheus, window)
+    from runtime.plan import plan_document, render_plan
+
+    if output == "json":
+        print(json.dumps(plan_document(result), indent=2, ensure_ascii=False))
+        return
+    out.print(render_plan(result))
 
 
 @app.command()
@@ -390,7 +509,8 @@ def render_status(status: StatusResult) -> Group:
     """
     spec, state = status.spec, status.state
     body = spec.spec
-    stage_count = len(body.stages)
+    stages = body.course  # with a holdback, its last stage is `holdback`
+    stage_count = len(stages)
     index = min(state.stage_index, stage_count - 1)
     summary = Table(
         title=literal(f"rollout {spec.metadata.name}"), show_header=False, title_justify="left"
@@ -398,7 +518,7 @@ def render_status(status: StatusResult) -> Group:
     _row(summary, "target", body.target)
     _row(summary, "versions", f"{body.incumbent.version} -> {body.candidate.version}")
     _row(summary, "phase", state.phase.value)
-    _row(summary, "stage", f"{body.stages[index].name} ({index + 1}/{stage_count})")
+    _row(summary, "stage", f"{stages[index].name} ({index + 1}/{stage_count})")
     if state.escalation:
         _row(summary, "needs a human", state.escalation)
     if state.rollback:
@@ -649,6 +769,119 @@ def report(
             "plot(s)"
         )
     )
+
+
+def _instant_option(text: str) -> str:
+    """`--from`/`--to` checked before anything runs (a bad time is exit 2); parsed later."""
+    from runtime.backtest import parse_instant
+
+    try:
+        parse_instant(text, datetime.now(UTC))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    return text
+
+
+@app.command()
+def backtest(
+    file: Annotated[Path, typer.Argument(help="The rollout spec.")],
+    start: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            parser=_instant_option,
+            metavar="TIME",
+            help="Where the replayed rollout starts: RFC 3339 (2026-11-30T22:00:00Z), now, or a "
+            "duration ago (-2h).",
+        ),
+    ],
+    end: Annotated[
+        str,
+        typer.Option(
+            "--to", parser=_instant_option, metavar="TIME", help="Where the replay ends (now)."
+        ),
+    ] = "now",
+    stage: Annotated[
+        str | None,
+        typer.Option(help="Model the rollout from this stage on (the earlier ones are skipped)."),
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+) -> None:
+    """Replay a spec's triggers over monitoring's records, as the rollout would have judged them.
+
+    Would these triggers have caught that incident? No router is asked or changed: every
+    check_interval from --from, a check is judged as of its instant by the worker's judges and
+    decided by the workflow's rules (docs/backtest.md). Exit 0 when it would have completed or
+    was still passing, 3 when it would have rolled back, 4 when held or escalated at the end.
+    """
+    from runtime.backtest import (
+        BacktestError,
+        MonitoringUnreachable,
+        backtest_spec,
+        parse_instant,
+    )
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter("use table or json", param_hint="--output")
+    spec = _load(file)
+    now = datetime.now(UTC)
+    window = parse_instant(start, now), parse_instant(end, now)
+    try:
+        result = asyncio.run(backtest_spec(spec, *window, first_stage=stage, now=now))
+    except MonitoringUnreachable as exc:
+        _fail(str(exc))
+    except BacktestError as exc:  # refused (monitoring without history), or a bad window
+        err.print(line(("cannot backtest", "red"), f" {file}: {exc}"))
+        raise typer.Exit(EXIT_USAGE) from exc
+    if output == "json":
+        print(result.model_dump_json(indent=2))
+    else:
+        out.print(render_backtest(result))
+    raise typer.Exit(int(result.exit_code))
+
+
+REASON_SHOWN = 240
+"""The characters of a decision's reason a backtest's table shows; `-o json` has all of it."""
+
+
+def render_backtest(result: Backtest) -> Group:
+    """A backtest as rich tables: the timeline (alike checks folded), the stages, the decision.
+
+    Verdicts and reasons come from monitoring and the spec, so every cell is literal text.
+    """
+    from runtime.backtest import timeline
+
+    def clock(moment: datetime | None) -> str:
+        return "" if moment is None else f"{moment:%H:%M:%S}"
+
+    title = (
+        f"backtest of {result.rollout} ({result.target}), {result.start:%Y-%m-%d %H:%M:%S} to "
+        f"{result.end:%H:%M:%S} UTC, a check every {result.check_interval:g}s"
+    )
+    checks = Table(title=literal(title), title_justify="left")
+    for column in ("at (UTC)", "stage", "check", "verdicts", "decision", "why"):
+        checks.add_column(column)
+    for row in timeline(result):
+        at = clock(row.first.at) + (f"-{clock(row.last.at)}" if row.count > 1 else "")
+        number = str(row.first.number) + (f"-{row.last.number}" if row.count > 1 else "")
+        why = row.last.reason
+        if len(why) > REASON_SHOWN:  # the queries and their errors are whole in `-o json`
+            why = why[: REASON_SHOWN - 1] + "…"
+        _row(checks, at, row.last.stage, number, row.verdicts, row.last.action.value, why)
+    stages = Table(title="stages as modelled", title_justify="left")
+    for column in ("stage", "traffic", "from", "to", "checks", "outcome"):
+        stages.add_column(column)
+    for span in result.stages:
+        traffic = f"{span.percent:g}%" if span.percent is not None else span.mode.value
+        _row(stages, span.name, traffic, clock(span.started_at), clock(span.ended_at),
+             span.checks, span.outcome)  # fmt: skip
+    parts: list[Table | Text] = [checks, stages]
+    parts += [line(("note:", "yellow"), " ", note) for note in result.notes]
+    code = result.exit_code
+    parts.append(
+        line((f"{result.ending.value}:", "bold"), " ", result.decision, f" (exit {int(code)})")
+    )
+    return Group(*parts)
 
 
 @app.command()

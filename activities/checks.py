@@ -299,7 +299,11 @@ class _Judge:
                 trigger=name, outcome=Outcome.INCONCLUSIVE, query=label,
                 detail="no data: no shadow pairs in the window",
             )  # fmt: skip
-        result = paired_actions(pairs, alpha=rule.alpha, smoothing=rule.smoothing)
+        # A pair is one request seen by both policies: the stage's expected_samples counts both.
+        result = paired_actions(
+            pairs, alpha=rule.alpha, smoothing=rule.smoothing,
+            expected_pairs=max(1, self.check.expected_samples // 2),
+        )  # fmt: skip
         outcome, findings = judge_shadow(
             result, min_samples=rule.min_samples, alpha=rule.alpha,
             min_agreement=rule.min_agreement, max_js=rule.max_js, max_psi=rule.max_psi,
@@ -316,6 +320,7 @@ class _Judge:
                 lower=result.agreement_low,
                 upper=result.agreement_high,
                 statistic=result.homogeneity.statistic,
+                boundary=result.homogeneity.boundary if result.homogeneity.df else None,
                 n_incumbent=result.n,
                 n_candidate=result.n,
                 alpha=rule.alpha,

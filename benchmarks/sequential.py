@@ -16,11 +16,19 @@ Part 3, segments (no segment harmed): the A/A false rollback rate of ``compare_s
 that runs every segment at the full alpha; and the samples needed to catch a 10% drop confined
 to one segment of five, for both.
 
-The simulation is vectorised (cumulative sums over replications); its test statistic is written
-out here independently and cross-checked, on sampled looks, against ``compare_means`` and
-``compare_segments`` themselves.
+Part 4, shadow: the shadow trigger re-reads its growing table of (incumbent action, candidate
+action) pairs at every check. The A/A false refusal rate at 10, 100 and 1,000 looks of the
+always-valid tests (the agreement's confidence sequence, the sequential Stuart-Maxwell test)
+side by side with the fixed-sample ones they replaced (Wilson interval, chi-square p-value)
+re-read at the same looks (goal: new <= alpha at every look count); and the pairs needed to
+refuse a candidate whose agreement is 5 points below the floor, or whose action shares are 3
+points apart, new against old.
 
-Run:  .venv/bin/python benchmarks/sequential.py            (about two minutes on 2 cores)
+The simulation is vectorised (cumulative sums over replications); its test statistic is written
+out here independently and cross-checked, on sampled looks, against ``compare_means``,
+``compare_segments`` and ``analysis.shadow`` themselves.
+
+Run:  .venv/bin/python benchmarks/sequential.py            (two to three minutes on 2 cores)
       .venv/bin/python benchmarks/sequential.py --quick    (fewer replications, a few seconds)
 """
 
@@ -37,7 +45,10 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 import scipy  # type: ignore[import-untyped]
+from scipy import special
+from scipy.stats import chi2  # type: ignore[import-untyped]
 
+from analysis.drift import agreement
 from analysis.segments import compare_segments
 from analysis.sequential import (
     ArmStats,
@@ -48,6 +59,14 @@ from analysis.sequential import (
     tuned_rho,
     two_sided_bound,
 )
+from analysis.shadow import (
+    homogeneity_rho,
+    judge_shadow,
+    paired_actions,
+    sequential_stuart_maxwell,
+    stuart_maxwell,
+)
+from analysis.verdicts import Outcome
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -767,6 +786,321 @@ def part_three(rng: np.random.Generator, reps: int, detect_reps: int, check: Seg
     return ok
 
 
+# --- Part 4: shadow (paired agreement and action shares) ----------------------------------------
+
+SHADOW_PAIRS = 10_000  # pairs at the last look of the A/A rows
+SHADOW_LOOKS = (10, 100, 1_000)
+SHADOW_MIN_SAMPLES = 500  # the shadow rule's default min_samples
+SHADOW_FLOOR = 0.9  # min_agreement of the agreement rows; the A/A candidate agrees exactly this
+SHADOW_LOWER = 0.85  # the detection rows' candidate: 5 points below the floor
+SHADOW_SHARES = (0.5, 0.3, 0.2)  # the incumbent's action shares (3 actions)
+SHADOW_DISAGREE = 0.1  # share of pairs where the policies differ in the homogeneity rows
+SHADOW_SHIFT = 0.03  # detection rows: this share of pairs moved from action 0 to action 1
+SHADOW_STEP = 10  # pairs between checks in the detection rows
+SHADOW_DETECT_MAX = 20_000
+SHADOW_ALPHAS = (0.05, 0.01)
+
+
+def shadow_table(kind: str) -> FloatArray:
+    """Cell probabilities of the 3 x 3 (incumbent, candidate) table of a homogeneity row.
+
+    ``symmetric``: each disagreement as likely one way as the other (two identical stochastic
+    policies). ``cyclic``: disagreements only go 0 -> 1 -> 2 -> 0, equally often; the action
+    shares are still equal but the table is not symmetric. ``shifted``: the symmetric table
+    with ``SHADOW_SHIFT`` of the pairs moved from (0, 0) to (0, 1): the candidate takes action 1
+    instead of 0 that much more often.
+    """
+    shares = np.array(SHADOW_SHARES)
+    table = np.diag((1.0 - SHADOW_DISAGREE) * shares)
+    if kind == "cyclic":
+        for i in range(3):
+            table[i, (i + 1) % 3] = SHADOW_DISAGREE / 3.0
+    else:
+        off = np.outer(shares, shares)
+        np.fill_diagonal(off, 0.0)
+        table += SHADOW_DISAGREE * off / off.sum()
+        if kind == "shifted":
+            table[0, 0] -= SHADOW_SHIFT
+            table[0, 1] += SHADOW_SHIFT
+    return np.asarray(table / table.sum(), dtype=np.float64)
+
+
+def wilson_high(agreed: FloatArray, n: FloatArray, alpha: float) -> FloatArray:
+    """Upper end of the two-sided Wilson score interval at ``1 - alpha`` (the old trigger)."""
+    z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
+    rate = agreed / n
+    scale = 1.0 + z * z / n
+    centre = (rate + z * z / (2.0 * n)) / scale
+    half = z / scale * np.sqrt(rate * (1.0 - rate) / n + z * z / (4.0 * n * n))
+    return np.asarray(centre + half, dtype=np.float64)
+
+
+def sequence_excludes_from_above(
+    agreed: FloatArray, n: FloatArray, floor: float, alpha: float
+) -> BoolArray:
+    """Whether the beta-binomial mixture sequence's upper bound is below ``floor``.
+
+    The sequence is ``{p: M_n(p) < 1/alpha}``, an interval around ``agreed / n``, so its upper
+    end is below the floor exactly when the floor is left out and the rate is below it.
+    """
+    failures = n - agreed
+    log_m = (
+        special.betaln(1.0 + agreed, 1.0 + failures)
+        - special.xlogy(agreed, floor)
+        - special.xlog1py(failures, -floor)
+    )
+    return np.asarray((log_m >= math.log(1.0 / alpha)) & (agreed < floor * n), dtype=np.bool_)
+
+
+def stuart_maxwell_3(tables: FloatArray) -> FloatArray:
+    """Stuart-Maxwell statistic of many 3 x 3 tables (last axes), on the first two actions.
+
+    With three actions the covariance has rank 2 as soon as two kinds of disagreement were
+    seen, and the statistic is ``d' S^-1 d`` on any two of the margin differences (closed-form
+    2 x 2 inverse). Singular tables get NaN (the caller re-decides them with the library).
+    """
+    rows, columns = tables.sum(axis=-1), tables.sum(axis=-2)
+    d = (rows - columns)[..., :2]
+    diag = rows + columns - 2.0 * np.diagonal(tables, axis1=-2, axis2=-1)
+    s00, s11 = diag[..., 0], diag[..., 1]
+    s01 = -(tables[..., 0, 1] + tables[..., 1, 0])
+    det = s00 * s11 - s01 * s01
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = (d[..., 0] ** 2 * s11 - 2.0 * d[..., 0] * d[..., 1] * s01 + d[..., 1] ** 2 * s00) / det
+    return np.asarray(np.where(det > 1e-9, q, np.nan), dtype=np.float64)
+
+
+def sequential_boundary(n: FloatArray, rho: float, alpha: float, df: int = 2) -> FloatArray:
+    """The Stuart-Maxwell statistic that ``sequential_stuart_maxwell`` needs at ``n`` pairs."""
+    return np.asarray(
+        (n + rho) / n * (2.0 * math.log(1.0 / alpha) + df * np.log((n + rho) / rho)),
+        dtype=np.float64,
+    )
+
+
+class ShadowCheck:
+    """Counts agreements between the vectorised shadow decisions and ``analysis.shadow``."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self.mismatches = 0
+
+    def agreement(self, agreed: int, n: int, alpha: float, new: bool, old: bool) -> None:
+        """Re-decide one look of an agreement row with the library (trigger and Wilson)."""
+        result = paired_actions({("a", "a"): agreed, ("a", "b"): n - agreed}, alpha=alpha)
+        outcome, _ = judge_shadow(
+            result, min_samples=SHADOW_MIN_SAMPLES, alpha=alpha, min_agreement=SHADOW_FLOOR
+        )
+        wilson = agreement(agreed, n, alpha).wilson_high < SHADOW_FLOOR
+        self.checked += 1
+        self.mismatches += int((outcome is Outcome.FAIL) != new) + int(wilson != old)
+
+    def homogeneity(
+        self, table: FloatArray, rho: float, alpha: float, new: bool, old: bool
+    ) -> None:
+        """Re-decide one look of a homogeneity row with the library (sequential and fixed)."""
+        sequential = sequential_stuart_maxwell(table, alpha=alpha, rho=rho).p_value <= alpha
+        fixed = stuart_maxwell(table).p_value < alpha
+        self.checked += 1
+        self.mismatches += int(sequential != new) + int(fixed != old)
+
+
+def homogeneity_decisions(
+    tables: FloatArray, n: float, rhos: dict[float, float]
+) -> tuple[dict[float, BoolArray], dict[float, BoolArray], FloatArray]:
+    """Sequential and fixed-sample decisions per alpha for many tables at ``n`` pairs."""
+    q = stuart_maxwell_3(tables)
+    singular = np.flatnonzero(np.isnan(q))
+    for row in singular.tolist():  # rare: re-decided by the library itself
+        q[row] = stuart_maxwell(tables[row]).statistic
+    nn = np.array([n])
+    new = {a: np.asarray(q >= sequential_boundary(nn, rhos[a], a)[0]) for a in SHADOW_ALPHAS}
+    old = {a: np.asarray(q > chi2.isf(a, 2)) for a in SHADOW_ALPHAS}
+    for row in singular.tolist():
+        fixed = stuart_maxwell(tables[row])
+        for a in SHADOW_ALPHAS:
+            seq = sequential_stuart_maxwell(tables[row], alpha=a, rho=rhos[a])
+            new[a][row] = seq.p_value <= a
+            old[a][row] = fixed.p_value < a
+    return new, old, q
+
+
+def shadow_null_rates(
+    rng: np.random.Generator, kind: str, reps: int, check: ShadowCheck
+) -> dict[tuple[float, int], tuple[float, float]]:
+    """A/A false refusal rates ``{(alpha, looks): (new, old)}`` of one kind of row.
+
+    One path of ``SHADOW_PAIRS`` pairs per replication, read every ``SHADOW_PAIRS / 1000``
+    pairs; the 100- and 10-look rates read the same paths at every 10th and 100th look.
+    """
+    finest = max(SHADOW_LOOKS)
+    step = SHADOW_PAIRS // finest
+    new = {(a, k): np.zeros(reps, dtype=np.bool_) for a in SHADOW_ALPHAS for k in SHADOW_LOOKS}
+    old = {(a, k): np.zeros(reps, dtype=np.bool_) for a in SHADOW_ALPHAS for k in SHADOW_LOOKS}
+    rhos = {a: homogeneity_rho(SHADOW_PAIRS, a) for a in SHADOW_ALPHAS}
+    agreed = np.zeros(reps)
+    tables = np.zeros((reps, 3, 3))
+    probabilities = shadow_table(kind).ravel() if kind != "agreement" else None
+    check_at = set(rng.choice(range(SHADOW_MIN_SAMPLES // step, finest), 4, replace=False).tolist())
+    for look in range(finest):
+        n = float((look + 1) * step)
+        if probabilities is None:
+            agreed += rng.binomial(step, SHADOW_FLOOR, size=reps)
+        else:
+            tables += rng.multinomial(step, probabilities, size=reps).reshape(reps, 3, 3)
+        if n < SHADOW_MIN_SAMPLES:
+            continue
+        if probabilities is None:
+            nn = np.full(reps, n)
+            fresh_new = {
+                a: sequence_excludes_from_above(agreed, nn, SHADOW_FLOOR, a) for a in SHADOW_ALPHAS
+            }
+            fresh_old = {a: wilson_high(agreed, nn, a) < SHADOW_FLOOR for a in SHADOW_ALPHAS}
+        else:
+            fresh_new, fresh_old, _ = homogeneity_decisions(tables, n, rhos)
+        for a in SHADOW_ALPHAS:
+            for k in SHADOW_LOOKS:
+                if (look + 1) % (finest // k) == 0:
+                    new[a, k] |= fresh_new[a]
+                    old[a, k] |= fresh_old[a]
+        if look in check_at:
+            for row in rng.choice(reps, size=10, replace=False).tolist():
+                for a in SHADOW_ALPHAS:
+                    if probabilities is None:
+                        check.agreement(
+                            int(agreed[row]),
+                            int(n),
+                            a,
+                            bool(fresh_new[a][row]),
+                            bool(fresh_old[a][row]),
+                        )
+                    else:
+                        check.homogeneity(
+                            tables[row],
+                            rhos[a],
+                            a,
+                            bool(fresh_new[a][row]),
+                            bool(fresh_old[a][row]),
+                        )
+    return {key: (float(new[key].mean()), float(old[key].mean())) for key in new}
+
+
+def shadow_detect(
+    rng: np.random.Generator, kind: str, reps: int, alpha: float, min_samples: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Pairs until refusal (new, old), checked every ``SHADOW_STEP`` pairs from min_samples.
+
+    ``kind`` is ``agreement`` (the candidate agrees ``SHADOW_LOWER`` against the floor) or
+    ``shifted`` (action shares differ by ``SHADOW_SHIFT``). Never refused by
+    ``SHADOW_DETECT_MAX`` counts as ``SHADOW_DETECT_MAX + 1``.
+    """
+    never = SHADOW_DETECT_MAX + 1
+    new = np.full(reps, never, dtype=np.int64)
+    old = np.full(reps, never, dtype=np.int64)
+    rho = homogeneity_rho(SHADOW_PAIRS, alpha)
+    rhos = dict.fromkeys(SHADOW_ALPHAS, rho)
+    agreed = np.zeros(reps)
+    tables = np.zeros((reps, 3, 3))
+    probabilities = shadow_table("shifted").ravel()
+    for n in range(SHADOW_STEP, SHADOW_DETECT_MAX + 1, SHADOW_STEP):
+        if kind == "agreement":
+            agreed += rng.binomial(SHADOW_STEP, SHADOW_LOWER, size=reps)
+        else:
+            tables += rng.multinomial(SHADOW_STEP, probabilities, size=reps).reshape(reps, 3, 3)
+        if n < min_samples:
+            continue
+        if kind == "agreement":
+            nn = np.full(reps, float(n))
+            fresh_new = sequence_excludes_from_above(agreed, nn, SHADOW_FLOOR, alpha)
+            fresh_old = wilson_high(agreed, nn, alpha) < SHADOW_FLOOR
+        else:
+            by_alpha_new, by_alpha_old, _ = homogeneity_decisions(tables, float(n), rhos)
+            fresh_new, fresh_old = by_alpha_new[alpha], by_alpha_old[alpha]
+        new = np.where(fresh_new & (new == never), n, new)
+        old = np.where(fresh_old & (old == never), n, old)
+        if (new < never).all() and (old < never).all():
+            break
+    return new, old
+
+
+def part_four(rng: np.random.Generator, reps: int, detect_reps: int, check: ShadowCheck) -> bool:
+    """Shadow tables; returns whether every goal was met."""
+    emit("## Part 4: shadow, agreement and action shares re-judged at every check")
+    emit()
+    emit(
+        f"{reps} replications per row (Monte-Carlo SE at 5%: "
+        f"{math.sqrt(0.05 * 0.95 / reps):.4f}, at 1%: {math.sqrt(0.01 * 0.99 / reps):.4f}); "
+        f"{SHADOW_PAIRS} pairs at the last of the equally spaced looks, judged from "
+        f"min_samples {SHADOW_MIN_SAMPLES} on. Agreement rows: the candidate agrees with the "
+        f"incumbent exactly at min_agreement {SHADOW_FLOOR} (the hardest healthy case); a false "
+        "refusal is an upper bound below it. new = the always-valid confidence sequence "
+        "(beta-binomial mixture), old = the Wilson interval re-read at every look. Action-share "
+        f"rows: 3 actions (incumbent shares {SHADOW_SHARES}), the policies disagree on "
+        f"{SHADOW_DISAGREE:.0%} of pairs with equal shares, symmetric (identical stochastic "
+        "policies) or cyclic (0 -> 1 -> 2 -> 0: equal shares, asymmetric table); a false refusal "
+        "is the test showing the shares differ (max_js/max_psi left out, so the test alone "
+        "decides). new = sequential Stuart-Maxwell (normal mixture, tuned to "
+        f"{SHADOW_PAIRS} pairs), old = the chi-square p-value re-read at every look."
+    )
+    emit()
+    emit("### A/A, healthy candidate: false refusal (verdict fail)")
+    emit()
+    header = "| test | looks |"
+    rule = "|---|---|"
+    for a in SHADOW_ALPHAS:
+        header += f" new (alpha {a:g}) | old (alpha {a:g}) | goal new <= {a:g} |"
+        rule += "---|---|---|"
+    emit(header)
+    emit(rule)
+    ok = True
+    labels = {
+        "agreement": f"agreement at the floor {SHADOW_FLOOR}",
+        "symmetric": "action shares equal, symmetric table",
+        "cyclic": "action shares equal, cyclic table",
+    }
+    for kind, label in labels.items():
+        rates = shadow_null_rates(rng, kind, reps if kind == "agreement" else reps // 2, check)
+        for k in SHADOW_LOOKS:
+            line = f"| {label} | {k} |"
+            for a in SHADOW_ALPHAS:
+                new, old = rates[a, k]
+                passed = new <= a
+                ok &= passed
+                line += f" {new:.4f} | {old:.4f} | {'PASS' if passed else 'FAIL'} |"
+            emit(line)
+    emit()
+    emit("### Pairs needed to refuse a candidate")
+    emit()
+    emit(
+        f"{detect_reps} replications, checked every {SHADOW_STEP} pairs up to "
+        f"{SHADOW_DETECT_MAX}, alpha 0.05. Agreement: the candidate agrees {SHADOW_LOWER} "
+        f"against min_agreement {SHADOW_FLOOR} (5 points lower). Action shares: "
+        f"{SHADOW_SHIFT:.0%} of the pairs moved from the incumbent's action 0 to action 1 "
+        "(the candidate's share of action 1 is 3 points higher). The old tests refuse sooner "
+        "because they also refuse healthy candidates far more often (table above)."
+    )
+    emit()
+    emit(
+        "| candidate | min_samples | new: median [mean] | old: median [mean] "
+        "| new / old (median) | new refused by the end |"
+    )
+    emit("|---|---|---|---|---|---|")
+    for kind, label in (
+        ("agreement", f"agreement {SHADOW_LOWER} vs floor {SHADOW_FLOOR}"),
+        ("shifted", f"action shares {SHADOW_SHIFT:.0%} apart"),
+    ):
+        for min_samples in (SHADOW_MIN_SAMPLES, 100):
+            found_new, found_old = shadow_detect(rng, kind, detect_reps, 0.05, min_samples)
+            median_new, median_old = float(np.median(found_new)), float(np.median(found_old))
+            emit(
+                f"| {label} | {min_samples} | {median_new:.0f} [{found_new.mean():.0f}] "
+                f"| {median_old:.0f} [{found_old.mean():.0f}] | {median_new / median_old:.2f} "
+                f"| {float((found_new <= SHADOW_DETECT_MAX).mean()):.3f} |"
+            )
+    emit()
+    return ok
+
+
 def main() -> int:
     """Run both parts with fixed seeds and print the markdown report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -789,12 +1123,25 @@ def main() -> int:
         200 if args.quick else 2_000,
         segment_check,
     )
+    shadow_check = ShadowCheck()
+    ok_four = part_four(
+        np.random.default_rng(args.seed + 3),
+        4_000 if args.quick else 20_000,
+        200 if args.quick else 1_000,
+        shadow_check,
+    )
     emit(
         f"Cross-check: {check.checked} sampled looks re-decided by analysis.sequential."
         f"compare_means, {check.mismatches} disagreements; {segment_check.checked} by "
         f"analysis.segments.compare_segments, {segment_check.mismatches} disagreements."
     )
-    ok = ok_one and ok_two and ok_three and not check.mismatches and not segment_check.mismatches
+    emit(
+        f"Shadow cross-check: {shadow_check.checked} sampled looks re-decided by "
+        f"analysis.shadow (judge_shadow, sequential_stuart_maxwell, stuart_maxwell) and "
+        f"analysis.drift.agreement, {shadow_check.mismatches} disagreements."
+    )
+    ok = ok_one and ok_two and ok_three and ok_four
+    ok = ok and not (check.mismatches or segment_check.mismatches or shadow_check.mismatches)
     emit(f"Overall: {'PASS' if ok else 'FAIL'} ({time.perf_counter() - started:.1f} s)")
     return 0 if ok else 1
 

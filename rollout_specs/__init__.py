@@ -7,6 +7,7 @@ from rollout_specs.durations import Duration, format_duration, parse_duration
 from rollout_specs.loader import SpecError, dump_schema, load_spec, parse_spec
 from rollout_specs.models import (
     API_VERSION,
+    HOLDBACK_STAGE,
     TRIGGER_KINDS,
     AdvanceWhen,
     Approval,
@@ -20,6 +21,7 @@ from rollout_specs.models import (
     DriftTrigger,
     Fairness,
     Guardrails,
+    Holdback,
     HttpMonitoring,
     HttpRouter,
     Metadata,
@@ -62,6 +64,7 @@ from rollout_specs.templates import TEMPLATE_VARIABLES, TemplateError, render
 __all__ = [
     "API_VERSION",
     "BUILTIN_METRICS",
+    "HOLDBACK_STAGE",
     "TEMPLATE_VARIABLES",
     "TRIGGER_KINDS",
     "AdvanceWhen",
@@ -81,6 +84,7 @@ __all__ = [
     "Fairness",
     "Guardrails",
     "HeaderAuth",
+    "Holdback",
     "HttpMonitoring",
     "HttpRouter",
     "Metadata",

@@ -43,7 +43,7 @@ from rollout_specs.backends import (
     router_backend,
     router_backends,
 )
-from rollout_specs.durations import Duration
+from rollout_specs.durations import Duration, format_duration
 from rollout_specs.templates import (
     TEMPLATE_VARIABLES,
     placement_problem,
@@ -53,6 +53,7 @@ from rollout_specs.templates import (
 
 __all__ = [
     "API_VERSION",
+    "HOLDBACK_STAGE",
     "MAX_QUERY_LENGTH",
     "NAME_HINT",
     "NAME_PATTERN",
@@ -73,6 +74,7 @@ __all__ = [
     "DriftTrigger",
     "Fairness",
     "Guardrails",
+    "Holdback",
     "HttpMonitoring",
     "HttpRouter",
     "Metadata",
@@ -922,8 +924,9 @@ class ShadowRule(SpecModel):
     """The candidate's would-be actions against the incumbent's, on the same shadow requests.
 
     Judged on the paired table of (incumbent action, candidate action) once it holds
-    `min_samples` pairs: fail on an agreement rate shown below `min_agreement` (Wilson upper
-    bound), on action shares that differ both significantly (Stuart-Maxwell at `alpha`) and by
+    `min_samples` pairs: fail on an agreement rate shown below `min_agreement` (the upper bound
+    of its confidence sequence), on action shares that differ both as shown by the sequential
+    Stuart-Maxwell test at `alpha` (both valid however often they are checked) and by
     more than `max_js`/`max_psi`, or on too many actions the incumbent never takes.
     """
 
@@ -940,7 +943,8 @@ class ShadowRule(SpecModel):
     max_out_of_support: Annotated[float, Field(ge=0, lt=1)] | None = None
     """Largest share of candidate actions the incumbent never took in the window."""
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
-    """Level of the Wilson interval and of the Stuart-Maxwell test."""
+    """Level of the agreement's confidence sequence and of the sequential Stuart-Maxwell test
+    (both valid at every check)."""
     min_samples: Annotated[int, Field(ge=1, le=10**9)] = 500
     """Pairs before judging; fewer is awaiting evidence, never a pass."""
     smoothing: Annotated[float, Field(ge=0)] = 0.5
@@ -1409,6 +1413,25 @@ def _triggers_required(schema: dict[str, Any]) -> None:
     triggers["minItems"] = 1
 
 
+HOLDBACK_STAGE = "holdback"
+"""Name of the stage a holdback runs as, after the spec's last stage (no spec stage may use it)."""
+
+
+class Holdback(SpecModel):
+    """A share of units kept on the previous incumbent after the last stage, still compared.
+
+    Harm that drifts in over days is invisible at 100%: with no incumbent traffic left there is
+    nothing to compare with. The holdback keeps a small control arm for `duration`, judged by the
+    triggers that compare arms; if the new version is shown worse, the rollout reverts.
+    """
+
+    percent: Annotated[float, Field(gt=0, le=50)]
+    """Share of decisions still served by the previous incumbent (0 < percent <= 50), e.g. 1."""
+    duration: Duration
+    """How long the holdback lasts, e.g. 7d; at least `check_interval`. The candidate becomes
+    the incumbent once it has passed and the latest check passes (or on `lockgate promote`)."""
+
+
 class RolloutSpecBody(SpecModel):
     """What is rolled out, through which stages, and what rolls it back."""
 
@@ -1446,6 +1469,10 @@ class RolloutSpecBody(SpecModel):
     trigger that judges the current stage."""
     notify: Annotated[list[NotifyConfig], Field(max_length=20)] = Field(default_factory=list)
     """Where to tell humans about the rollout's events (webhooks)."""
+    holdback: Holdback | None = Field(default=None, exclude_if=lambda value: value is None)
+    """After the last stage, keep `percent` of decisions on the previous incumbent for
+    `duration`, judged by the triggers that compare arms; reverts if the candidate is shown
+    worse. Default none: the rollout completes after its last stage."""
 
     @field_validator("check_interval")
     @classmethod
@@ -1456,7 +1483,12 @@ class RolloutSpecBody(SpecModel):
 
     @model_validator(mode="after")
     def _coherent(self) -> RolloutSpecBody:
-        errors = [*self._check_versions(), *self._check_stages(), *self._check_triggers()]
+        errors = [
+            *self._check_versions(),
+            *self._check_stages(),
+            *self._check_triggers(),
+            *self._check_holdback(),
+        ]
         raise_rule_errors(self, errors)
         return self
 
@@ -1616,6 +1648,60 @@ class RolloutSpecBody(SpecModel):
                 continue
             if self.rollback_triggers and not self.triggers_for(stage):
                 yield rule_error(f"stages[{index}]", self._unjudged(stage))
+
+    def _check_holdback(self) -> Iterator[PydanticCustomError]:
+        """A holdback is checked at least once, named apart, and judged by a comparison.
+
+        Only a trigger that compares the arms can show the new version worse than the held-back
+        one; without one the holdback could only end on silence.
+        """
+        holdback = self.holdback_stage()
+        if self.holdback is None or holdback is None:
+            return
+        if self.holdback.duration < self.check_interval:
+            yield rule_error(
+                "holdback.duration",
+                f"{format_duration(self.holdback.duration)} is shorter than check_interval "
+                f"({format_duration(self.check_interval)}), so the holdback would end before "
+                "its first check; make it at least as long",
+            )
+        for index, stage in enumerate(self.stages):
+            if stage.name == HOLDBACK_STAGE:
+                yield rule_error(
+                    f"stages[{index}].name",
+                    f"stage name {HOLDBACK_STAGE!r} is the holdback's, which runs after the last "
+                    "stage; rename the stage",
+                )
+        if self.rollback_triggers and not [
+            t for t in self.triggers_for(holdback) if t.compares_arms
+        ]:
+            yield rule_error(
+                "holdback",
+                "no rollback trigger compares the candidate with the incumbent in split stages, "
+                "so the holdback could only end on silence; add one, e.g. {name: reward, "
+                "compare: {metric: reward, max_drop: 0.02, relative: true}}, or remove holdback",
+            )
+
+    def holdback_stage(self) -> Stage | None:
+        """The holdback as the stage it runs as, or None without one.
+
+        A split stage serving the candidate all but the held-back share, which cannot end
+        before `duration`: the rollout judges, pauses and promotes it like any other stage.
+        """
+        if self.holdback is None:
+            return None
+        return Stage(
+            name=HOLDBACK_STAGE,
+            mode=StageMode.SPLIT,
+            percent=100 - self.holdback.percent,
+            min_duration=self.holdback.duration,
+        )
+
+    @property
+    def course(self) -> list[Stage]:
+        """The stages the rollout runs through: the spec's, then the holdback when it has one."""
+        holdback = self.holdback_stage()
+        return [*self.stages] if holdback is None else [*self.stages, holdback]
 
     def _unjudged(self, stage: Stage) -> str:
         """Why no trigger judges `stage`, and a fix the spec does not already hold.

@@ -293,7 +293,7 @@ class _RunReader:
         self._start = start
         self._started_at = _time(event)
         self._previous = attributes.continued_execution_run_id or None
-        stages = start.spec.spec.stages
+        stages = start.spec.spec.course
         index = start.state.stage_index if start.state else 0
         self._stage = stages[min(index, len(stages) - 1)].name
 

@@ -149,7 +149,7 @@ def status_document(
     }
     if full is not None:
         body, state = full.spec.spec, full.state
-        stages = body.stages
+        stages = body.course
         document.update(
             source="query",
             target=body.target,

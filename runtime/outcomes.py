@@ -23,6 +23,8 @@ Decisions a CI job relies on:
   evidence may arrive at the next check; when the timeout expires while held, it is 4.
 - A rollback or promotion the router keeps refusing carries an escalation while its phase stays
   `rolling_back`/`promoting`: that is 4 too (a human must fix the router).
+- A holdback (phase `holdback`) is normal progress, however long its duration: the rollout ends
+  completed (0) or reverted (3) only when it does, so a timeout there is 5.
 
 Phases are compared as strings, so a phase this module does not name (a newer worker's) is never
 mistaken for an outcome: it is just "still running".

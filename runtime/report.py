@@ -467,7 +467,7 @@ def _traffic(stage: Stage | None) -> str:
 
 
 def _stage_table(record: RolloutRecord) -> str:
-    specs = {stage.name: stage for stage in record.spec.spec.stages}
+    specs = {stage.name: stage for stage in record.spec.spec.course}
     rows = []
     for done in record.state.stages:
         cells = [
@@ -481,7 +481,7 @@ def _stage_table(record: RolloutRecord) -> str:
         ]
         rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     reached = {stage.name for stage in record.state.stages}
-    for stage in record.spec.spec.stages:
+    for stage in record.spec.spec.course:
         if stage.name not in reached:
             cells = [stage.name, _traffic(stage), "", "", "", "", "(not reached)"]
             rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")

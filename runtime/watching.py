@@ -135,7 +135,7 @@ class EventTracker:
     def observe(self, status: StatusResult, at: datetime) -> list[WatchEvent]:
         """The events between the previous snapshot (none at first) and `status`."""
         state = status.state
-        stages = status.spec.spec.stages
+        stages = status.spec.spec.course  # a holdback is its last stage, named `holdback`
         index = min(state.stage_index, len(stages) - 1)
         stage = stages[index].name
         phase = state.phase.value

@@ -30,12 +30,14 @@ __all__ = [
     "Situation",
     "carry_out",
     "current_stage",
+    "in_holdback",
     "listing_refusal",
     "missing_actor_or_reason",
     "open_record",
     "refusal",
     "review_progress",
     "review_reason",
+    "running_phase",
     "stuck",
 ]
 
@@ -100,9 +102,26 @@ Transition = Callable[[Situation, ControlInput, AuditEntry], Effect]
 
 
 def current_stage(spec: RolloutSpec, state: RolloutState) -> Stage:
-    """The stage the rollout is in; the last one once every stage is done."""
-    stages = spec.spec.stages
+    """The stage the rollout is in; the last one once every stage is done.
+
+    A spec with a holdback runs it as a last stage, so during it that stage is `holdback`.
+    """
+    stages = spec.spec.course
     return stages[min(state.stage_index, len(stages) - 1)]
+
+
+def in_holdback(spec: RolloutSpec, state: RolloutState) -> bool:
+    """Whether every spec stage is done and the holdback (if the spec has one) has not ended."""
+    body = spec.spec
+    return body.holdback is not None and len(body.stages) <= state.stage_index < len(body.course)
+
+
+def running_phase(spec: RolloutSpec, state: RolloutState) -> Phase:
+    """The phase of a stage going its course: `holdback` during the holdback, else `running`.
+
+    One place, so a check, a stage's start and `resume` all name the holdback the same way.
+    """
+    return Phase.HOLDBACK if in_holdback(spec, state) else Phase.RUNNING
 
 
 def stuck(state: RolloutState) -> bool:
@@ -397,7 +416,7 @@ def _resume(situation: Situation, request: ControlInput, entry: AuditEntry) -> E
     state = situation.state
     state.audit.append(entry)
     state.paused_by = None
-    state.phase = Phase.ESCALATED if state.escalation else Phase.RUNNING
+    state.phase = Phase.ESCALATED if state.escalation else running_phase(situation.spec, state)
     return Effect(message="resumed", publish=True)
 
 
@@ -405,6 +424,10 @@ def _promote(situation: Situation, request: ControlInput, entry: AuditEntry) -> 
     state = situation.state
     state.audit.append(entry)
     state.promote_requested = entry
+    if in_holdback(situation.spec, state):
+        candidate = situation.spec.spec.candidate.version
+        message = f"the holdback ends now; {candidate} becomes the incumbent"
+        return Effect(message=message, wake=True)
     stage = current_stage(situation.spec, state).name
     return Effect(message=f"stage {stage} ends now", wake=True)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -27,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
         OFFLINE_EVAL,
         RUN_CHECKS,
         ApplyRouteInput,
-        CheckInput,
         CheckResult,
         Notification,
         OfflineEvalInput,
@@ -54,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         format_duration,
     )
     from workflows import WORKFLOW_NAME
+    from workflows.checking import check_input
     from workflows.commands import (
         PENDING_REVIEWS,
         Command,
@@ -61,11 +61,13 @@ with workflow.unsafe.imports_passed_through():
         Situation,
         carry_out,
         current_stage,
+        in_holdback,
         listing_refusal,
         missing_actor_or_reason,
         open_record,
         refusal,
         review_reason,
+        running_phase,
     )
     from workflows.messages import (
         AbandonInput,
@@ -223,8 +225,12 @@ class RolloutWorkflow:
         return RolloutResult(phase=self._state.phase, outcome=self._state.outcome or "")
 
     async def _progress(self) -> None:
-        """The stages in order, then the rollback or the promotion that ends the rollout."""
-        stages = self._spec.spec.stages
+        """The stages in order, then the rollback or the promotion that ends the rollout.
+
+        A spec's holdback runs as one more stage after its last (spec.course): judged like a
+        split stage, its end is the promotion and its failure the rollback.
+        """
+        stages = self._spec.spec.course
         while self._state.stage_index < len(stages) and self._state.rollback is None:
             advanced = await self._run_stage(stages[self._state.stage_index])
             if advanced:
@@ -361,8 +367,10 @@ class RolloutWorkflow:
         self._state.stages[-1].started_at = workflow.now()
         self._state.trigger_failures = {}
         self._state.no_evidence_streak = 0
-        self._set_phase(Phase.PAUSED if self._state.paused_by else Phase.RUNNING)
+        self._set_phase(Phase.PAUSED if self._state.paused_by else self._running_phase())
         started = f"{mode.value} {stage.percent or 0:g}%"
+        if in_holdback(self._spec, self._state):
+            started = self._holdback_started(started)
         self._audit(AUTOMATIC, AuditAction.STAGE_STARTED, started)
         self._notify(NotifyEvent.STAGE_STARTED, f"stage {stage.name} started: {started}")
         return True
@@ -434,7 +442,7 @@ class RolloutWorkflow:
         record = self._open_record(stage)
         record.started_at = workflow.now()
         state.stage_routed = True  # nothing to route: the stage is in effect
-        self._set_phase(Phase.PAUSED if state.paused_by else Phase.RUNNING)
+        self._set_phase(Phase.PAUSED if state.paused_by else self._running_phase())
         started = f"offline evaluation ({offline.estimator.value}) on {offline.log}"
         self._audit(AUTOMATIC, AuditAction.STAGE_STARTED, started)
         self._notify(NotifyEvent.STAGE_STARTED, f"stage {stage.name} started: {started}")
@@ -652,16 +660,19 @@ class RolloutWorkflow:
         if assessment.action is Action.ROLLBACK:
             actor = f"trigger:{assessment.tripped}" if assessment.tripped else AUTOMATIC
             tripped = [v for v in result.verdicts if v.trigger == assessment.tripped]
-            self._request_rollback(actor, assessment.reason, tripped[0] if tripped else None)
+            reason = assessment.reason
+            if in_holdback(self._spec, state):
+                reason = f"the holdback reverts to {self._spec.spec.incumbent.version}: {reason}"
+            self._request_rollback(actor, reason, tripped[0] if tripped else None)
         elif assessment.action is Action.ESCALATE:
             self._escalate(assessment.reason)
         else:
             self._state.escalation = None
             held = assessment.action is Action.HOLD
-            if held and state.phase is Phase.RUNNING:
+            if held and state.phase in (Phase.RUNNING, Phase.HOLDBACK):
                 self._notify(NotifyEvent.HELD, f"stage {stage.name} held: {assessment.reason}")
             self._set_phase(
-                Phase.PAUSED if state.paused_by else Phase.HELD if held else Phase.RUNNING
+                Phase.PAUSED if state.paused_by else Phase.HELD if held else self._running_phase()
             )
         return assessment.action
 
@@ -669,23 +680,15 @@ class RolloutWorkflow:
         """The check's verdicts, or None when a rollback was requested while it ran."""
         body = self._spec.spec
         triggers = body.triggers_for(stage)
-        gate = stage.advance_when
-        metrics = {metric for t in triggers for metric in t.arm_metrics}
-        if gate is not None:
-            metrics.add(gate.non_inferior)
-        elapsed = workflow.now() - self._state.stages[-1].started_at
-        check = CheckInput(
-            monitoring=body.monitoring,
-            triggers=triggers,
-            variables=self._template_variables(stage),
-            metrics={name: body.metric(name) for name in sorted(metrics)},
-            alphas={t.name: body.trigger_alpha(t) for t in triggers if t.statistical},
-            expected_samples=stage.expected_samples,
-            gate=gate,
-            gate_alpha=body.alpha,
+        check = check_input(
+            self._spec,
+            stage,
+            triggers,
+            at=workflow.now(),
+            stage_start=self._state.stages[-1].started_at,
+            rollout_start=self._rollout_start(),
+            percent=stage_percent(self._spec, self._state),
             reviews=self._state.reviews,
-            stage_elapsed=elapsed.total_seconds(),
-            stage_left=max(timedelta(0), stage.min_duration - elapsed).total_seconds(),
         )
         timeout = body.monitoring.timeout * 3 + timedelta(seconds=10)
         if self._preempts:
@@ -717,28 +720,15 @@ class RolloutWorkflow:
                 ],
             )
 
-    def _template_variables(self, stage: Stage) -> dict[str, str]:
-        body = self._spec.spec
-        started = self._state.stages[-1].started_at
-        window = max(workflow.now() - started, body.check_interval)
-        modes = {spec_stage.name: spec_stage.mode for spec_stage in body.stages}
+    def _rollout_start(self) -> datetime:
+        """When the first live (shadow or split) stage started: rollout_window counts from it."""
+        modes = {stage.name: stage.mode for stage in self._spec.spec.course}
         live = [
             record.started_at
             for record in self._state.stages
             if modes.get(record.name) is not StageMode.OFFLINE
         ]
-        rollout_window = max(workflow.now() - (live[0] if live else started), body.check_interval)
-        return {
-            "target": body.target,
-            "incumbent": body.incumbent.version,
-            "candidate": body.candidate.version,
-            "rollout": self._spec.metadata.name,
-            "stage": stage.name,
-            "percent": f"{stage_percent(self._spec, self._state):g}",
-            "stage_window": f"{max(1, round(window.total_seconds()))}s",
-            "rollout_window": f"{max(1, round(rollout_window.total_seconds()))}s",
-            "check_interval": f"{max(1, round(body.check_interval.total_seconds()))}s",
-        }
+        return live[0] if live else self._state.stages[-1].started_at
 
     # ----------------------------------------------------------------------------- endings
 
@@ -768,6 +758,20 @@ class RolloutWorkflow:
         self._audit(AUTOMATIC, AuditAction.COMPLETED, self._state.outcome)
         self._set_phase(Phase.COMPLETED)
         self._notify(NotifyEvent.COMPLETED, self._state.outcome)
+
+    def _running_phase(self) -> Phase:
+        """`running`, or `holdback` once every spec stage is done and the holdback is on."""
+        return running_phase(self._spec, self._state)
+
+    def _holdback_started(self, route: str) -> str:
+        """The holdback's start, for the audit and the webhooks: who stays where, how long."""
+        body = self._spec.spec
+        assert body.holdback is not None
+        return (
+            f"holdback: {route} ({body.holdback.percent:g}% of decisions stay on "
+            f"{body.incumbent.version} for {format_duration(body.holdback.duration)}, compared "
+            f"with {body.candidate.version})"
+        )
 
     def _end_stage(self, outcome: str) -> None:
         record = self._state.stages[-1]

@@ -36,6 +36,9 @@ class Phase(StrEnum):
     ESCALATED = "escalated"
     """A human must decide: evidence missing too long, or the stage outlived max_duration."""
     PAUSED = "paused"
+    HOLDBACK = "holdback"
+    """Every stage passed; a share of units stays on the previous incumbent for the spec's
+    holdback duration, compared with the candidate, before it becomes the incumbent."""
     ROLLING_BACK = "rolling_back"
     ROLLED_BACK = "rolled_back"
     PROMOTING = "promoting"

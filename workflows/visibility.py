@@ -16,7 +16,7 @@ from temporalio.common import (
 )
 
 from rollout_specs import RolloutSpec, StageMode, format_duration
-from workflows.commands import review_progress
+from workflows.commands import in_holdback, open_record, review_progress
 from workflows.state import Phase, RolloutState
 
 __all__ = [
@@ -58,14 +58,16 @@ def stage_percent(spec: RolloutSpec, state: RolloutState) -> float:
         return state.live_percent
     if not state.stage_routed:  # between stages (or awaiting approval): the last route serves
         return state.live_percent
-    stage = spec.spec.stages[min(state.stage_index, len(spec.spec.stages) - 1)]
+    stages = spec.spec.course
+    stage = stages[min(state.stage_index, len(stages) - 1)]
     return stage.percent or 0.0 if stage.mode is StageMode.SPLIT else 0.0
 
 
 def _stage_name(spec: RolloutSpec, state: RolloutState) -> str:
-    if state.stage_index < len(spec.spec.stages):
-        return spec.spec.stages[state.stage_index].name
-    return spec.spec.stages[-1].name
+    stages = spec.spec.course
+    if state.stage_index < len(stages):
+        return stages[state.stage_index].name
+    return stages[-1].name
 
 
 def _pairs(
@@ -107,7 +109,8 @@ def current_details(spec: RolloutSpec, state: RolloutState) -> str:
     """
     body = spec.spec
     stage = _stage_name(spec, state)
-    position = f"({min(state.stage_index + 1, len(body.stages))} of {len(body.stages)})"
+    course = body.course
+    position = f"({min(state.stage_index + 1, len(course))} of {len(course)})"
     last_check = (
         f"{state.last_check.checked_at:%H:%M:%S} UTC (every {format_duration(body.check_interval)})"
         if state.last_check
@@ -126,13 +129,15 @@ def current_details(spec: RolloutSpec, state: RolloutState) -> str:
             last_check,
         ),
     ]
+    if (holdback := _holdback_line(spec, state)) is not None:
+        lines += ["", holdback]
     if state.escalation:
         lines += ["", f"**Needs a human:** {state.escalation}"]
     if state.rollback:
         lines += ["", f"**Rollback** by {state.rollback.actor}: {state.rollback.reason}"]
     if state.outcome:
         lines += ["", f"**Outcome:** {state.outcome}"]
-    approval = body.stages[min(state.stage_index, len(body.stages) - 1)].approval
+    approval = course[min(state.stage_index, len(course) - 1)].approval
     if approval is not None and state.approval_asked_at is not None:
         given = ", ".join(entry.actor for entry in state.approvals) or "none yet"
         lines += [
@@ -153,6 +158,26 @@ def current_details(spec: RolloutSpec, state: RolloutState) -> str:
         last = state.audit[-1]
         lines += ["", f"Last action: {last.action} by {last.actor} ({last.reason})"]
     return "\n".join(lines)
+
+
+def _holdback_line(spec: RolloutSpec, state: RolloutState) -> str | None:
+    """During the holdback: who is held back, on which version, and until when at the earliest.
+
+    The earliest end is what a human weighs before ending it early with `lockgate promote`.
+    """
+    holdback = spec.spec.holdback
+    if holdback is None or not in_holdback(spec, state) or state.rollback is not None:
+        return None
+    share = f"{holdback.percent:g}% of decisions stay on {spec.spec.incumbent.version}"
+    record = open_record(state)
+    if record is None or not state.stage_routed:
+        return f"**Holdback:** {share} for {format_duration(holdback.duration)} (starting)"
+    ends = record.started_at + holdback.duration
+    return (
+        f"**Holdback:** {share} for {format_duration(holdback.duration)}, until "
+        f"{ends:%Y-%m-%d %H:%M} UTC at the earliest (and only with the latest check passing; "
+        "`lockgate promote` ends it now)"
+    )
 
 
 def _row(*cells: str) -> str:

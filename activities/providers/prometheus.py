@@ -1,5 +1,9 @@
 """Prometheus as a monitoring backend, through its instant-query API (`GET /api/v1/query`).
 
+An instant query may name its evaluation time (`time=`): Prometheus then answers as a rule
+evaluated at that past instant would have, which is how `lockgate backtest` replays the checks of a
+rollout that never ran (`PrometheusProvider.at`).
+
 The provider is strict on purpose: a rollout advances on evidence, so anything other than exactly
 one finite number is an error that says what came back and how to fix the query. It never returns
 0 for "no data" and never picks one series out of several.
@@ -7,7 +11,9 @@ one finite number is an error that says what came back and how to fix the query.
 
 from __future__ import annotations
 
+import copy
 import math
+from datetime import datetime
 
 import httpx
 
@@ -41,12 +47,24 @@ class PrometheusProvider:
         client: httpx.AsyncClient,
         *,
         read_retries: ReadRetries = READ_RETRIES,
+        time: datetime | None = None,
     ) -> None:
         self._endpoint = config.url.rstrip("/") + "/api/v1/query"
         self._timeout = config.timeout.total_seconds()
         self._client = client
         self._retries = read_retries
         self._auth = config.auth
+        self._time = _evaluation_time(time)
+
+    def at(self, time: datetime) -> PrometheusProvider:
+        """The same provider answering as of `time` (timezone-aware), for replaying past checks.
+
+        Every query is then an instant query evaluated at `time`: a `[5m]` window ends there, as
+        it would have for a check run at that instant. The client and settings are shared.
+        """
+        view = copy.copy(self)
+        view._time = _evaluation_time(time)
+        return view
 
     async def query(self, query: str) -> Sample:
         """Run `query` as an instant query and return its one value.
@@ -146,8 +164,9 @@ class PrometheusProvider:
             ),
             refusal=lambda response: self._refusal(response, query),
         )
+        params = {"query": query} if self._time is None else {"query": query, "time": self._time}
         return await request(
-            self._client, "GET", endpoint, ladder=ladder, params={"query": query},
+            self._client, "GET", endpoint, ladder=ladder, params=params,
             deadline=self._timeout, retries=self._retries, headers=auth_headers(self._auth),
         )  # fmt: skip
 
@@ -238,6 +257,18 @@ class PrometheusProvider:
             f"Prometheus at {self._endpoint} answered query {query!r} with an unexpected "
             f"body: {problem}; check that monitoring.url points at the Prometheus HTTP API"
         )
+
+
+def _evaluation_time(time: datetime | None) -> str | None:
+    """Prometheus's `time` parameter (Unix seconds, to the millisecond), or None for now.
+
+    A naive datetime is refused: its instant would depend on the machine's timezone.
+    """
+    if time is None:
+        return None
+    if time.tzinfo is None or time.utcoffset() is None:
+        raise ValueError(f"evaluation time {time.isoformat()} has no timezone; give one (UTC)")
+    return f"{time.timestamp():.3f}"
 
 
 def _object(value: object) -> dict[str, object] | None:

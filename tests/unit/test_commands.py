@@ -170,6 +170,15 @@ EXPECTED: dict[Phase, dict[Command, str | None]] = {
         Command.ABANDON: NOT_STUCK.format("paused"),
         Command.REVIEW: NO_REVIEW,
     },
+    Phase.HOLDBACK: {
+        Command.APPROVE: "nothing awaits approval: stage shadow is holdback",
+        Command.PAUSE: None,
+        Command.RESUME: _not_paused(Phase.HOLDBACK),
+        Command.PROMOTE: None,
+        Command.ROLLBACK: None,
+        Command.ABANDON: NOT_STUCK.format("holdback"),
+        Command.REVIEW: NO_REVIEW,
+    },
     Phase.ROLLING_BACK: {
         Command.APPROVE: ROLLING_BACK,
         Command.PAUSE: ROLLING_BACK,

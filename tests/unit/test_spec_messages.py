@@ -72,7 +72,7 @@ def test_unknown_keys_are_reported_next_to_other_rules_of_the_block() -> None:
         pytest.param(
             {"spec.zzz": 1},
             "spec.zzz: unknown key 'zzz'; the keys here are alpha, candidate, check_interval, "
-            "guardrails, incumbent, metrics, missing_data_limit, monitoring, notify, "
+            "guardrails, holdback, incumbent, metrics, missing_data_limit, monitoring, notify, "
             "on_missing_data, rollback_triggers, router, stages, target",
             id="no-close-key",
         ),
