@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -100,11 +101,16 @@ async def test_a_recorded_regression_is_found_by_the_backtest_after_the_harm_sta
     traffic = await stack.start_traffic(target, "regression", rate=RATE)
     try:
         start = await _put_route(stack, spec, 2, RouteMode.SHADOW)
-        # Enough paired shadow decisions for the shadow stage's trigger (min_samples 1000).
-        pairs = f'sum(lockgate_shadow_pairs_total{{target="{target}"}})'
-        await wait_until(
-            lambda: _enough(stack, pairs, 1500), timeout=60, interval=0.5, what="shadow pairs"
-        )
+
+        # Enough paired shadow decisions for the shadow stage's trigger (min_samples 1000), as
+        # its own query counts them: `increase` over the stage's window, which misses what a
+        # new series held at its first scrape, so the raw counters overstate it.
+        async def shadow_pairs_recorded() -> bool:
+            since = math.ceil((datetime.now(UTC) - start).total_seconds())
+            pairs = f'sum(increase(lockgate_shadow_pairs_total{{target="{target}"}}[{since}s]))'
+            return await _enough(stack, pairs, 1500)
+
+        await wait_until(shadow_pairs_recorded, timeout=60, interval=0.5, what="shadow pairs")
         harm_from = await _put_route(stack, spec, 3, RouteMode.SPLIT, 50.0)
 
         async def caught() -> Backtest | None:
