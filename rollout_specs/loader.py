@@ -499,7 +499,7 @@ class _StrictLoader(yaml.SafeLoader):
     would crash or stall the load: nesting deeper than MAX_YAML_DEPTH (the composer recurses),
     more than MAX_YAML_VALUES values with aliases expanded (billion laughs, also through `<<`
     merges), self-referencing aliases, list or mapping keys (unhashable), integers beyond
-    MAX_INTEGER, and scalars Python cannot build (`2024-13-45` as a date).
+    MAX_INTEGER, and scalars Python cannot build (`2024-13-45` as a date, `!!timestamp x`).
     """
 
     def __init__(self, stream: str) -> None:
@@ -537,7 +537,9 @@ class _StrictLoader(yaml.SafeLoader):
             return super().construct_object(node, deep=deep)
         except yaml.YAMLError:
             raise
-        except (ValueError, TypeError, ArithmeticError) as exc:
+        except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as exc:
+            # PyYAML's own constructors fail in these ways on a value their tag cannot hold
+            # (`!!timestamp 2024-99-99` is an AttributeError inside PyYAML).
             raise _Refused(
                 node.start_mark,
                 f"cannot read {shown(getattr(node, 'value', ''))} as a value ({exc}); quote it "

@@ -593,8 +593,22 @@ def test_a_spec_just_under_the_size_cap_still_loads(tmp_path: Path) -> None:
         ),
         ("owner: ranking-team", "owner: !!python/object:os.system {}", "line 8, column 10"),
         ("kind: Rollout", "kind: Rollout\n1: x", "(document): key 1 is not text"),
+        (
+            "owner: ranking-team",
+            "owner: !!timestamp yesterday",
+            "line 8, column 10: cannot read 'yesterday'",
+        ),
+        ("owner: ranking-team", "owner: !!float abc", "line 8, column 10: cannot read 'abc'"),
     ],
-    ids=["impossible-date", "escaped-nul", "control-character", "python-tag", "int-key"],
+    ids=[
+        "impossible-date",
+        "escaped-nul",
+        "control-character",
+        "python-tag",
+        "int-key",
+        "impossible-explicit-timestamp",
+        "explicit-float-of-text",
+    ],
 )
 def test_odd_scalars_are_problems_with_a_place(
     tmp_path: Path, old: str, new: str, expected: str
