@@ -227,7 +227,11 @@ async def _ensure_running(client: Client, target: str) -> None:
 async def _update(
     client: Client, target: str, name: str, payload: object, result_type: type[R]
 ) -> R:
-    """Run the workflow update `name` on `target`'s rollout; a refusal is CommandRefused."""
+    """Run the workflow update `name` on `target`'s rollout; a refusal is CommandRefused.
+
+    A rollout that ends between the caller's check and the update (a rollback landing, a
+    holdback completing) is refused with how it ended: the server's NOT_FOUND is no crash.
+    """
     handle = client.get_workflow_handle(workflow_id_for(target))
     try:
         result: R = await handle.execute_update(name, payload, result_type=result_type)
@@ -235,6 +239,14 @@ async def _update(
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
         raise CommandRefused(message) from exc
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        description = await describe_rollout(client, target)  # RolloutNotFound if none at all
+        status = description.status.name.lower() if description.status else "unknown"
+        raise CommandRefused(
+            f"the rollout of {target!r} ended before the command arrived ({status})"
+        ) from exc
     return result
 
 
