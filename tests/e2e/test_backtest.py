@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -29,7 +28,8 @@ import yaml
 from activities.contracts import Outcome, Route, RouteMode
 from rollout_specs import RolloutSpec
 from runtime.backtest import Backtest, Ending, backtest_spec
-from runtime.stack import DemoStack, StackPorts, demo_spec
+from runtime.stack import DemoStack, demo_spec
+from tests.e2e.demo_stack import prometheus_value, running_stack
 from tests.e2e.processes import ROOT
 from tests.helpers.waiting import wait_until
 
@@ -41,15 +41,8 @@ SETTLED = timedelta(seconds=2)
 
 @pytest_asyncio.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[DemoStack]:
-    assert shutil.which("prometheus"), (
-        "this test needs a real Prometheus: apt-get install prometheus (.ci/run does)"
-    )
-    demo = DemoStack(tmp_path / "stack", StackPorts.free(), prometheus=True)
-    try:
-        await demo.start("regression")
+    async with running_stack(tmp_path / "stack", "regression") as demo:
         yield demo
-    finally:
-        demo.stop()
 
 
 async def _put_route(
@@ -70,13 +63,6 @@ async def _put_route(
         )
     response.raise_for_status()
     return datetime.now(UTC)
-
-
-async def _recorded(stack: DemoStack, query: str) -> float:
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        answer = await http.get(f"{stack.prometheus_url}/api/v1/query", params={"query": query})
-    result = answer.json()["data"]["result"]
-    return float(result[0]["value"][1]) if result else 0.0
 
 
 def _lockgate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -157,4 +143,4 @@ async def test_a_recorded_regression_is_found_by_the_backtest_after_the_harm_sta
 
 
 async def _enough(stack: DemoStack, query: str, at_least: float) -> bool:
-    return await _recorded(stack, query) >= at_least
+    return (await prometheus_value(stack, query) or 0.0) >= at_least

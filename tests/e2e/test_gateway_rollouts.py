@@ -6,7 +6,6 @@ tests fail rather than skip, so CI can never pass without having judged a rollou
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,9 +23,10 @@ from runtime.client import connect
 from runtime.processes import ManagedProcess
 from runtime.rollouts import query_status, submit_rollout
 from runtime.settings import Settings
-from runtime.stack import DemoStack, StackPorts, demo_spec
+from runtime.stack import DemoStack, demo_spec
 from simulator.scenarios import scenario
 from simulator.world import World
+from tests.e2e.demo_stack import prometheus_value, running_stack
 from tests.helpers.waiting import wait_until
 from workflows.messages import StatusResult
 from workflows.state import Phase
@@ -37,15 +37,8 @@ RATE = 200.0
 
 @pytest_asyncio.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DemoStack]:
-    assert shutil.which("prometheus"), (
-        "these tests need a real Prometheus: apt-get install prometheus (.ci/run does)"
-    )
-    demo = DemoStack(tmp_path_factory.mktemp("stack"), StackPorts.free(), prometheus=True)
-    try:
-        await demo.start("healthy")
+    async with running_stack(tmp_path_factory.mktemp("stack"), "healthy") as demo:
         yield demo
-    finally:
-        demo.stop()
 
 
 @pytest_asyncio.fixture
@@ -69,15 +62,6 @@ async def _decide(stack: DemoStack, target: str, units: int = 200) -> set[str]:
             response.raise_for_status()
             served.add(response.json()["version"])
     return served
-
-
-async def _prometheus_value(stack: DemoStack, query: str) -> float | None:
-    async with httpx.AsyncClient(timeout=5) as http:
-        answer = (
-            await http.get(f"{stack.prometheus_url}/api/v1/query", params={"query": query})
-        ).json()
-    result = answer["data"]["result"]
-    return float(result[0]["value"][1]) if result else None
 
 
 async def _run(
@@ -157,7 +141,7 @@ async def test_guardrail_violations_roll_back_soon_after_prometheus_sees_them(
             "stage_window": f"{max(2, round(elapsed.total_seconds()))}s",
             "check_interval": "2s",
         }
-        value = await _prometheus_value(stack, render(watched_query, variables))
+        value = await prometheus_value(stack, render(watched_query, variables))
         if value is None or breach(value, threshold.above, threshold.below) is None:
             return None
         return time.monotonic()
@@ -264,7 +248,7 @@ async def test_a_broken_candidate_is_refused_offline_and_never_meets_a_user(
     assert [(s.name, s.outcome) for s in status.state.stages] == [("offline", "rolled_back")]
     verdict, upper = _rollback_upper_bound(status)
     assert upper < -0.03, "the candidate's value is shown below the incumbent's minus the margin"
-    served = await _prometheus_value(
+    served = await prometheus_value(
         stack, f'sum(lockgate_decisions_total{{target="{spec.spec.target}",version="42"}})'
     )
     assert served is None, "not one decision, mirrored or served, was ever asked of the candidate"
@@ -288,7 +272,7 @@ async def test_a_drifting_candidate_passes_offline_and_is_refused_in_shadow(
     assert rollback.evidence is not None
     assert "js " in rollback.evidence.detail
     assert "Stuart-Maxwell" in rollback.evidence.detail
-    split = await _prometheus_value(
+    split = await prometheus_value(
         stack,
         f'sum(lockgate_decisions_total{{target="{spec.spec.target}",version="42",mode="split"}})',
     )

@@ -10,12 +10,10 @@ other whole-rollout tests.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
@@ -28,7 +26,8 @@ from runtime.preflight import preflight
 from runtime.processes import ManagedProcess
 from runtime.rollouts import query_status, submit_rollout
 from runtime.settings import Settings
-from runtime.stack import GATEWAY_TOKEN_ENV, DemoStack, StackPorts, demo_spec
+from runtime.stack import GATEWAY_TOKEN_ENV, DemoStack, demo_spec
+from tests.e2e.demo_stack import prometheus_value, running_stack
 from workflows.messages import StatusResult
 from workflows.state import AuditAction, Phase
 
@@ -38,15 +37,8 @@ RATE = 200.0
 
 @pytest_asyncio.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DemoStack]:
-    assert shutil.which("prometheus"), (
-        "these tests need a real Prometheus: apt-get install prometheus (.ci/run does)"
-    )
-    demo = DemoStack(tmp_path_factory.mktemp("stack"), StackPorts.free(), prometheus=True)
-    try:
-        await demo.start("overuse-capped")
+    async with running_stack(tmp_path_factory.mktemp("stack"), "overuse-capped") as demo:
         yield demo
-    finally:
-        demo.stop()
 
 
 @pytest_asyncio.fixture
@@ -105,15 +97,6 @@ async def _rolled_back_by(client: Client, spec: RolloutSpec, trigger: str) -> Tr
     return entry.evidence
 
 
-async def _prometheus_value(stack: DemoStack, query: str) -> float | None:
-    async with httpx.AsyncClient(timeout=5) as http:
-        answer = (
-            await http.get(f"{stack.prometheus_url}/api/v1/query", params={"query": query})
-        ).json()
-    result = answer["data"]["result"]
-    return float(result[0]["value"][1]) if result else None
-
-
 @pytest.mark.timeout(240)
 async def test_a_capped_action_is_held_to_its_share_and_its_overuse_rolls_back(
     stack: DemoStack, client: Client, traffic: list[ManagedProcess]
@@ -133,13 +116,13 @@ async def test_a_capped_action_is_held_to_its_share_and_its_overuse_rolls_back(
     assert verdict.value is not None
     assert verdict.value > 0.05, verdict.detail
     target = spec.spec.target
-    served = await _prometheus_value(
+    served = await prometheus_value(
         stack,
         f'sum(lockgate_decisions_total{{target="{target}",version="42",mode="split",'
         f'action="discount_20"}}) / sum(lockgate_decisions_total{{target="{target}",'
         f'version="42",mode="split"}})',
     )
-    overruled = await _prometheus_value(
+    overruled = await prometheus_value(
         stack,
         f'sum(lockgate_guardrail_interventions_total{{target="{target}",kind="share",'
         f'guardrail="discount_20"}})',
@@ -225,7 +208,7 @@ async def test_proposals_reviewers_reject_are_never_served_and_roll_the_candidat
     assert status.state.reviews.approved + status.state.reviews.rejected == given
     assert status.state.reviews.rejected > status.state.reviews.approved
     target = spec.spec.target
-    served_refunds = await _prometheus_value(
+    served_refunds = await prometheus_value(
         stack, f'sum(lockgate_decisions_total{{target="{target}",action="refund_full"}})'
     )
     assert not served_refunds, "a reviewed action was served"
