@@ -1,4 +1,4 @@
-"""Decision logs for off-policy evaluation: JSON Lines or Parquet, read into arrays.
+"""Decision logs for off-policy evaluation: JSON Lines or Parquet, read into arrays or streamed.
 
 One row per logged decision:
 
@@ -11,14 +11,19 @@ One row per logged decision:
                  {action: probability} in this row's context; absent actions have probability 0
 
 Both formats are read with pyarrow (`pyarrow.json` for JSON Lines), column by column, so a
-million rows load in a fraction of a second. Every problem is a DecisionLogError naming the file,
-the column or the first bad row (counted from 1, the line number of a JSON Lines file) and the
-fix, because the engineer reading it has to repair a log, not a program.
+million rows load in a fraction of a second. A Parquet log may also be a directory of Parquet
+files (a partitioned dataset, read in the order of the files' paths; `key=value` directories are
+columns, so `segment=us-east-1/` gives its rows that segment). A Parquet log with the candidate's
+probabilities can be streamed (`stream_decision_log`): read in record batches, each decoded and
+checked on its own, so memory does not grow with the log. Every problem is a DecisionLogError
+naming the file, the column or the first bad row (counted from 1, the line number of a JSON Lines
+file; within its file for a directory) and the fix, because the engineer reading it has to repair
+a log, not a program.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -30,7 +35,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.json as pj  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from analysis.offline import LoggedDecisions
+from analysis.offline import DecisionBatch, LoggedDecisions
 
 __all__ = [
     "JSON_SUFFIXES",
@@ -38,8 +43,11 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "DecisionLog",
     "DecisionLogError",
+    "DecisionStream",
     "check_probabilities",
+    "is_streamable",
     "read_decision_log",
+    "stream_decision_log",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -53,6 +61,8 @@ NO_SEGMENT: Final = "(none)"
 """The segment of rows whose segment is null."""
 PROBABILITY_TOLERANCE: Final = 1e-3
 """How far a row's candidate probabilities may sum from 1 (rounding in the writer)."""
+STREAM_BATCH_ROWS: Final = 1 << 17
+"""Rows per streamed record batch: about 40 MiB of working arrays, whatever the log's length."""
 _JSON_BLOCK_BYTES: Final = 8 << 20
 """pyarrow parses JSON in blocks; a row must fit in one, so allow large contexts."""
 _ROW_FORMAT: Final = (
@@ -98,10 +108,11 @@ class DecisionLog:
 
 
 def read_decision_log(path: Path, candidate_column: str | None = None) -> DecisionLog:
-    """Read and check a log; JSON Lines or Parquet by the file's suffix.
+    """Read and check a whole log; JSON Lines or Parquet by the file's suffix.
 
     Args:
-        path: The log file (`.jsonl`, `.ndjson`, `.json`, `.parquet` or `.pq`).
+        path: The log file (`.jsonl`, `.ndjson`, `.json`, `.parquet` or `.pq`), or a directory
+            of Parquet files (read in path order).
         candidate_column: The column holding the candidate's probabilities, if any.
 
     Raises:
@@ -112,41 +123,216 @@ def read_decision_log(path: Path, candidate_column: str | None = None) -> Decisi
     where = f"log {path}"
     if table.num_rows == 0:
         raise DecisionLogError(f"{where} has no rows; {_ROW_FORMAT}")
-    actions, action_names = _codes(table, "action", where, required=True)
-    propensities = _numbers(table, "propensity", where)
+    decoded = _decode(table, where, candidate_column, 0)
+    decisions = LoggedDecisions(
+        actions=decoded.actions,
+        action_names=decoded.action_names,
+        propensities=decoded.propensities,
+        rewards=decoded.rewards,
+        features=decoded.features,
+        segments=decoded.segments,
+        segment_names=decoded.segment_names,
+    )
+    contexts = table["context"].combine_chunks()
+    return DecisionLog(path, decisions, decoded.candidate, decoded.candidate_actions, contexts)
+
+
+def is_streamable(path: Path) -> bool:
+    """Whether `stream_decision_log` can read the log: a Parquet file, or a directory of them."""
+    return path.is_dir() or path.suffix.lower() in PARQUET_SUFFIXES
+
+
+@dataclass(frozen=True)
+class DecisionStream:
+    """A Parquet log (file or directory) with the candidate's probabilities, read in batches.
+
+    Why not read it once: the offline gate passes over the log twice (`evaluate_batches`), and
+    holding a log in memory costs about half a GiB per million rows; a stream costs one batch.
+
+    Attributes:
+        path: The file or directory.
+        candidate_column: The column holding the candidate's probabilities.
+        batch_rows: Rows per record batch.
+    """
+
+    path: Path
+    candidate_column: str
+    batch_rows: int = STREAM_BATCH_ROWS
+
+    def batches(self) -> Iterator[DecisionBatch]:
+        """One pass over the log, from its first row, each batch decoded and checked.
+
+        Raises:
+            DecisionLogError: A batch holds a bad value; the message names the file and the
+                row within it (counted from 1).
+        """
+        wanted = [*REQUIRED_COLUMNS, SEGMENT_COLUMN, self.candidate_column]
+        for file, first_row, batch in _record_batches(self.path, wanted, self.batch_rows):
+            table = pa.Table.from_batches([batch])
+            decoded = _decode(table, f"log {file}", self.candidate_column, first_row)
+            assert decoded.candidate is not None  # the column is checked when the stream opens
+            yield DecisionBatch(
+                actions=decoded.actions,
+                action_names=decoded.action_names,
+                propensities=decoded.propensities,
+                rewards=decoded.rewards,
+                features=decoded.features,
+                feature_names=decoded.feature_names,
+                candidate=decoded.candidate,
+                candidate_actions=decoded.candidate_actions,
+                segments=decoded.segments,
+                segment_names=decoded.segment_names,
+            )
+
+
+def stream_decision_log(
+    path: Path, candidate_column: str, batch_rows: int = STREAM_BATCH_ROWS
+) -> DecisionStream:
+    """Open a Parquet log (a file, or a directory of files) for streaming; check its columns.
+
+    Only the schema is read here (and every file's footer, for a directory): bad values are
+    found batch by batch as the gate reads them, which fails as clearly, only later.
+
+    Raises:
+        DecisionLogError: The log is missing, not Parquet, has no rows, or lacks a column.
+    """
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows is {batch_rows}; read at least 1 row at a time")
+    if not is_streamable(path):
+        raise DecisionLogError(
+            f"log {path}: only Parquet ({', '.join(PARQUET_SUFFIXES)}, or a directory of such "
+            "files) is streamed; convert the log to Parquet or read it whole"
+        )
+    names, rows = _parquet_schema(path)
+    _check_columns(path, names, candidate_column)
+    if rows == 0:
+        raise DecisionLogError(f"log {path} has no rows; {_ROW_FORMAT}")
+    return DecisionStream(path, candidate_column, batch_rows)
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    actions: npt.NDArray[np.intp]
+    action_names: tuple[str, ...]
+    propensities: FloatArray
+    rewards: FloatArray
+    features: FloatArray
+    feature_names: tuple[str, ...]
+    segments: npt.NDArray[np.intp] | None
+    segment_names: tuple[str, ...]
+    candidate: FloatArray | None
+    candidate_actions: tuple[str, ...]
+
+
+def _decode(table: Any, where: str, candidate_column: str | None, first_row: int) -> _Decoded:
+    """A table's columns as checked arrays; rows in messages are counted from `first_row` + 1."""
+    actions, action_names = _codes(table, "action", where, first_row, required=True)
+    propensities = _numbers(table, "propensity", where, first_row)
     bad = ~((propensities > 0) & (propensities <= 1))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DecisionLogError(
-            f"{where} row {row + 1}: propensity {float(propensities[row])!r} is not in (0, 1] "
-            f"({int(bad.sum())} such row(s)); log the probability with which the logging policy "
-            "chose the logged action, which is never 0"
+            f"{where} row {first_row + row + 1}: propensity {float(propensities[row])!r} is not "
+            f"in (0, 1] ({int(bad.sum())} such row(s)); log the probability with which the "
+            "logging policy chose the logged action, which is never 0"
         )
-    rewards = _numbers(table, "reward", where)
-    features = _features(table["context"], where)
+    rewards = _numbers(table, "reward", where, first_row)
+    feature_names, features = _features(table["context"], where, first_row)
     segments, segment_names = (
-        _codes(table, SEGMENT_COLUMN, where, required=False)
+        _codes(table, SEGMENT_COLUMN, where, first_row, required=False)
         if SEGMENT_COLUMN in table.column_names
         else (None, ())
     )
     candidate: FloatArray | None = None
     candidate_actions: tuple[str, ...] = ()
     if candidate_column is not None:
-        candidate, candidate_actions = _candidate(table[candidate_column], candidate_column, where)
-    decisions = LoggedDecisions(
-        actions=actions,
-        action_names=action_names,
-        propensities=propensities,
-        rewards=rewards,
-        features=features,
-        segments=segments,
-        segment_names=segment_names,
-    )
-    contexts = table["context"].combine_chunks()
-    return DecisionLog(path, decisions, candidate, candidate_actions, contexts)
+        candidate, candidate_actions = _candidate(
+            table[candidate_column], candidate_column, where, first_row
+        )
+    return _Decoded(
+        actions, action_names, propensities, rewards, features, feature_names, segments,
+        segment_names, candidate, candidate_actions,
+    )  # fmt: skip
+
+
+def _parquet_schema(path: Path) -> tuple[list[str], int]:
+    """Column names and row count of a Parquet file or directory, from footers only."""
+    if not path.exists():
+        raise DecisionLogError(
+            f"log {path} does not exist (as the worker sees it); write the log there or fix "
+            "offline_eval.log"
+        )
+    try:
+        if path.is_dir():
+            import pyarrow.dataset as ds  # type: ignore[import-untyped]
+
+            dataset = ds.dataset(path, format="parquet", partitioning="hive")
+            rows = sum(fragment.metadata.num_rows for fragment in dataset.get_fragments())
+            return list(dataset.schema.names), rows
+        with pq.ParquetFile(path) as parquet:
+            return list(parquet.schema_arrow.names), parquet.metadata.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise DecisionLogError(f"log {path} is not readable as Parquet: {exc}") from exc
+
+
+def _record_batches(
+    path: Path, wanted: list[str], batch_rows: int
+) -> Iterator[tuple[Path, int, Any]]:
+    """(file, rows of that file before the batch, batch) over a Parquet file or directory."""
+    try:
+        if not path.is_dir():
+            # pre_buffer off: buffering a row group's column chunks ahead doubled the peak
+            with pq.ParquetFile(path, pre_buffer=False) as parquet:
+                present = set(parquet.schema_arrow.names)
+                columns = [c for c in wanted if c in present]
+                first_row = 0
+                for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+                    yield path, first_row, batch
+                    first_row += batch.num_rows
+            return
+        import pyarrow.dataset as ds
+
+        dataset = ds.dataset(path, format="parquet", partitioning="hive")
+        columns = [c for c in wanted if c in dataset.schema.names]
+        options = ds.ParquetFragmentScanOptions(pre_buffer=False)
+        for fragment in sorted(dataset.get_fragments(), key=lambda fragment: fragment.path):
+            first_row = 0
+            # One file at a time, no read-ahead: the scanner's default reads 16 batches ahead.
+            batches = fragment.to_batches(
+                schema=dataset.schema,
+                columns=columns,
+                batch_size=batch_rows,
+                use_threads=False,
+                fragment_scan_options=options,
+            )
+            for batch in batches:
+                yield Path(fragment.path), first_row, batch
+                first_row += batch.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise DecisionLogError(f"log {path} is not readable as Parquet: {exc}") from exc
+
+
+def _check_columns(path: Path, names: Sequence[str], candidate_column: str | None) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise DecisionLogError(
+            f"log {path} has no column {', '.join(map(repr, missing))}; {_ROW_FORMAT}"
+        )
+    if candidate_column is not None and candidate_column not in names:
+        raise DecisionLogError(
+            f"log {path} has no column {candidate_column!r} (named by offline_eval."
+            "candidate_probabilities); write each row's candidate {action: probability} there, "
+            "or remove candidate_probabilities to ask the candidate's policy server"
+        )
 
 
 def _read_table(path: Path, candidate_column: str | None) -> Any:
+    wanted = [*REQUIRED_COLUMNS, SEGMENT_COLUMN, *([candidate_column] if candidate_column else [])]
+    if path.is_dir():  # a partitioned Parquet dataset, read whole
+        names, _ = _parquet_schema(path)
+        _check_columns(path, names, candidate_column)
+        batches = [batch for _, _, batch in _record_batches(path, wanted, STREAM_BATCH_ROWS)]
+        return pa.Table.from_batches(batches) if batches else pa.table({c: [] for c in names})
     suffix = path.suffix.lower()
     if suffix not in JSON_SUFFIXES + PARQUET_SUFFIXES:
         raise DecisionLogError(
@@ -158,7 +344,6 @@ def _read_table(path: Path, candidate_column: str | None) -> Any:
             f"log {path} does not exist (as the worker sees it); write the log there or fix "
             "offline_eval.log"
         )
-    wanted = [*REQUIRED_COLUMNS, SEGMENT_COLUMN, *([candidate_column] if candidate_column else [])]
     try:
         if suffix in PARQUET_SUFFIXES:
             # ParquetFile.read, not read_table: the latter imports pandas (a third of a second)
@@ -170,26 +355,16 @@ def _read_table(path: Path, candidate_column: str | None) -> Any:
     except (pa.ArrowException, OSError) as exc:
         kind = "Parquet" if suffix in PARQUET_SUFFIXES else "JSON Lines (one object per line)"
         raise DecisionLogError(f"log {path} is not readable as {kind}: {exc}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-    if missing:
-        raise DecisionLogError(
-            f"log {path} has no column {', '.join(map(repr, missing))}; {_ROW_FORMAT}"
-        )
-    if candidate_column is not None and candidate_column not in table.column_names:
-        raise DecisionLogError(
-            f"log {path} has no column {candidate_column!r} (named by offline_eval."
-            "candidate_probabilities); write each row's candidate {action: probability} there, "
-            "or remove candidate_probabilities to ask the candidate's policy server"
-        )
+    _check_columns(path, table.column_names, candidate_column)
     return table
 
 
-def _first(bad: BoolArray) -> int:
-    return int(np.flatnonzero(bad)[0]) + 1
+def _first(bad: BoolArray, first_row: int = 0) -> int:
+    return first_row + int(np.flatnonzero(bad)[0]) + 1
 
 
 def _codes(
-    table: Any, name: str, where: str, *, required: bool
+    table: Any, name: str, where: str, first_row: int, *, required: bool
 ) -> tuple[npt.NDArray[np.intp], tuple[str, ...]]:
     """A string-like column as (codes, names); integers are read as their decimal strings."""
     column = table[name]
@@ -204,8 +379,8 @@ def _codes(
     if nulls.any():
         if required:
             raise DecisionLogError(
-                f"{where} row {_first(nulls)}: {name} is missing ({int(nulls.sum())} such "
-                f"row(s)); {_ROW_FORMAT}"
+                f"{where} row {_first(nulls, first_row)}: {name} is missing "
+                f"({int(nulls.sum())} such row(s)); {_ROW_FORMAT}"
             )
         column = pc.fill_null(column, NO_SEGMENT)
     encoded = pc.dictionary_encode(column).combine_chunks()
@@ -213,7 +388,7 @@ def _codes(
     return codes, tuple(encoded.dictionary.to_pylist())
 
 
-def _numbers(table: Any, name: str, where: str) -> FloatArray:
+def _numbers(table: Any, name: str, where: str, first_row: int) -> FloatArray:
     """A numeric column as float64; a missing, NaN or infinite value is an error."""
     column = table[name]
     try:
@@ -229,6 +404,7 @@ def _numbers(table: Any, name: str, where: str) -> FloatArray:
         shown = "missing" if column.is_null().to_numpy(zero_copy_only=False)[row - 1] else "NaN"
         if shown == "NaN" and not np.isnan(values[row - 1]):
             shown = "infinite"
+        row += first_row
         fix = (
             "drop rows whose reward is not known yet, or log it"
             if name == "reward"
@@ -279,35 +455,40 @@ def _mapping_columns(
     )
 
 
-def _features(column: Any, where: str) -> FloatArray:
+def _features(column: Any, where: str, first_row: int) -> tuple[tuple[str, ...], FloatArray]:
     """Numeric context features for the reward model: an absent (or NaN) feature counts as 0.
 
     Why not an error: the features feed only DR's reward model, which changes the estimate's
     variance and never its bias, and sparse contexts (features present only when they apply)
     are common. Non-numeric features are left out of the model for the same reason.
     """
-    _, values, present = _mapping_columns(column, "context", where)
+    names, values, present = _mapping_columns(column, "context", where)
     if not present.all():
-        raise DecisionLogError(f"{where} row {_first(~present)}: context is missing; {_ROW_FORMAT}")
+        raise DecisionLogError(
+            f"{where} row {_first(~present, first_row)}: context is missing; {_ROW_FORMAT}"
+        )
     infinite = np.asarray(np.isinf(values).any(axis=1), dtype=np.bool_)
     if infinite.any():
         raise DecisionLogError(
-            f"{where} row {_first(infinite)}: a context feature is infinite; log finite numbers"
+            f"{where} row {_first(infinite, first_row)}: a context feature is infinite; log "
+            "finite numbers"
         )
     values[np.isnan(values)] = 0.0
-    return values
+    return names, values
 
 
-def _candidate(column: Any, name: str, where: str) -> tuple[FloatArray, tuple[str, ...]]:
+def _candidate(
+    column: Any, name: str, where: str, first_row: int
+) -> tuple[FloatArray, tuple[str, ...]]:
     actions, values, present = _mapping_columns(column, name, where)
     if not present.all():
         raise DecisionLogError(
-            f"{where} row {_first(~present)}: {name} is missing; write the candidate's "
+            f"{where} row {_first(~present, first_row)}: {name} is missing; write the candidate's "
             "{action: probability} in every row"
         )
     values[np.isnan(values)] = 0.0  # an action absent from a row has probability 0
     try:
-        return check_probabilities(values, actions, f"{where} column {name!r}"), actions
+        return check_probabilities(values, actions, f"{where} column {name!r}", first_row), actions
     except ValueError as exc:
         raise DecisionLogError(str(exc)) from exc
 

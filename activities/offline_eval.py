@@ -2,7 +2,10 @@
 
 It reads the log (JSON Lines or Parquet), gets the candidate's probabilities in every logged
 context (from a column of the log, or from the candidate's policy server in batches), and hands
-both to `analysis.offline.evaluate`. Like every judge in lockgate it runs in an activity, so the
+both to `analysis.offline.evaluate`. A Parquet log (a file, or a directory of files) with the
+candidate's probabilities in a column is streamed instead (`evaluate_batches`, two passes of
+record batches), so its memory does not grow with its length; JSON Lines logs and logs scored
+by a policy server are read whole. Like every judge in lockgate it runs in an activity, so the
 verdict is recorded in the workflow's history and a better estimator never breaks a replay.
 
 Bad input is never an exception and never a pass: a missing or malformed log, a candidate
@@ -33,9 +36,15 @@ from activities.contracts import (
     Outcome,
     TriggerVerdict,
 )
-from activities.decision_log import DecisionLog, check_probabilities, read_decision_log
+from activities.decision_log import (
+    DecisionLog,
+    check_probabilities,
+    is_streamable,
+    read_decision_log,
+    stream_decision_log,
+)
 from activities.http_boundary import READ_RETRIES, ReadRetries, Unreachable, send
-from analysis.offline import GateRule, OfflineEvaluation, evaluate
+from analysis.offline import GateRule, OfflineEvaluation, evaluate, evaluate_batches
 from rollout_specs import OfflineEval, PolicyVersion, Threshold
 
 __all__ = ["CandidateScoringError", "OfflineEvalActivities"]
@@ -109,6 +118,15 @@ class OfflineEvalActivities:
 
     async def _evaluate(self, request: OfflineEvalInput) -> OfflineEvaluation:
         offline = request.offline
+        path, column = Path(offline.log), offline.candidate_probabilities
+        if column is not None and is_streamable(path):
+            stream = await self._working(
+                f"opening {offline.log}", asyncio.to_thread(stream_decision_log, path, column)
+            )
+            return await self._working(
+                f"estimating over {offline.log} (streamed)",
+                asyncio.to_thread(evaluate_batches, stream.batches, _rule(offline)),
+            )
         log = await self._working(
             f"reading {offline.log}",
             asyncio.to_thread(

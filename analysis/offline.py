@@ -19,25 +19,28 @@ never shows being taken (no support), when the effective sample size is too smal
 mean importance weight is far from 1 (broken propensity logging). Each refusal says what is wrong
 and how to fix it.
 
-Pure numpy/scipy: no I/O. `activities/offline_eval.py` reads logs and asks policy servers.
+Every estimate can be computed from a log streamed in batches (`evaluate_batches`, two passes
+in constant memory); `evaluate` is the same arithmetic on arrays held in memory. Pure numpy: no
+I/O. `activities/offline_eval.py` reads logs and asks policy servers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats  # type: ignore[import-untyped]
 
 from analysis.verdicts import Outcome
 
 __all__ = [
     "DETERMINISTIC_PROPENSITY",
     "ESTIMATORS",
+    "DecisionBatch",
     "Diagnostics",
     "Estimate",
     "GateRule",
@@ -48,6 +51,7 @@ __all__ = [
     "cross_fitted_rewards",
     "doubly_robust",
     "evaluate",
+    "evaluate_batches",
     "ips",
     "judge",
     "kish_ess",
@@ -89,7 +93,9 @@ class Estimate:
 
 
 def _interval(value: float, se: float, alpha: float) -> Estimate:
-    z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    # The standard library's quantile (Wichura's AS241, accurate to about 1e-16): importing
+    # scipy.stats for it would cost a fresh worker over half a second.
+    z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
     return Estimate(value, se, value - z * se, value + z * se, alpha)
 
 
@@ -301,6 +307,33 @@ class _Sums:
 
     FIELDS: ClassVar = ("count", "sum_x", "sum_y", "sum_xx", "sum_xy")
 
+    @classmethod
+    def zeros(cls, k: int, d: int) -> _Sums:
+        """No rows yet, for `k` actions and `d` features."""
+        return cls(
+            np.zeros(k), np.zeros((k, d)), np.zeros(k), np.zeros((k, d, d)), np.zeros((k, d))
+        )
+
+    def grown(self, k: int, d: int) -> _Sums:
+        """These sums widened to `k` actions and `d` features (first seen later: no rows, 0)."""
+        if self.sum_x.shape == (k, d):
+            return self
+        return _Sums(
+            _grown(self.count, (k,)), _grown(self.sum_x, (k, d)), _grown(self.sum_y, (k,)),
+            _grown(self.sum_xx, (k, d, d)), _grown(self.sum_xy, (k, d)),
+        )  # fmt: skip
+
+    def add(self, x: FloatArray, a: IntArray, y: FloatArray) -> None:
+        """Add rows: features `x`, action codes `a` (below k) and rewards `y`."""
+        for action in np.unique(a):
+            rows = a == action
+            xa, ya = x[rows], y[rows]
+            self.count[action] += ya.size
+            self.sum_x[action] += xa.sum(axis=0)
+            self.sum_y[action] += ya.sum()
+            self.sum_xx[action] += xa.T @ xa
+            self.sum_xy[action] += xa.T @ ya
+
     def fit(self, ridge: float) -> tuple[FloatArray, FloatArray]:
         """Intercepts (K,) and slopes (d, K) of the per-action ridge fits."""
         k, d = self.sum_x.shape
@@ -354,18 +387,8 @@ def _fold_statistics(
     per_fold, low, high = [], [], []
     for fold in range(folds):
         x, a, y = features[fold::folds], actions[fold::folds], rewards[fold::folds]
-        sums = _Sums(
-            np.zeros(n_actions), np.zeros((n_actions, d)), np.zeros(n_actions),
-            np.zeros((n_actions, d, d)), np.zeros((n_actions, d)),
-        )  # fmt: skip
-        for action in np.unique(a):
-            rows = a == action
-            xa, ya = x[rows], y[rows]
-            sums.count[action] = ya.size
-            sums.sum_x[action] = xa.sum(axis=0)
-            sums.sum_y[action] = ya.sum()
-            sums.sum_xx[action] = xa.T @ xa
-            sums.sum_xy[action] = xa.T @ ya
+        sums = _Sums.zeros(n_actions, d)
+        sums.add(x, a, y)
         per_fold.append(sums)
         low.append(float(y.min()))
         high.append(float(y.max()))
@@ -579,6 +602,9 @@ def evaluate(
     is its unsupported share; above `rule.support_tolerance` the gate refuses. Actions that do
     appear but rarely are the effective sample size's business.
 
+    The arrays go through `evaluate_batches` as one batch, so a log held in memory and the same
+    log streamed in batches are judged by the same arithmetic.
+
     Args:
         log: The logged decisions.
         candidate: pi_e(a|x_i), shape (rows, len(candidate_actions)); rows sum to 1.
@@ -597,92 +623,416 @@ def evaluate(
             f"candidate probabilities have shape {candidate.shape}; "
             f"expected ({n}, {len(candidate_actions)})"
         )
-    logged_index = {name: index for index, name in enumerate(log.action_names)}
-    # Column j of `candidate` is logged action columns_to_logged[j], or "never logged" (K).
-    never = len(log.action_names)
-    to_logged = np.array([logged_index.get(a, never) for a in candidate_actions], dtype=np.intp)
-    to_candidate = np.full(never + 1, -1, dtype=np.intp)
-    to_candidate[to_logged] = np.arange(len(candidate_actions))
-    columns = to_candidate[log.actions]
-    # pi_e(a_i|x_i): 0 for a logged action the candidate does not have
-    target = np.where(columns >= 0, candidate[np.arange(n), np.maximum(columns, 0)], 0.0)
-    weights = target / log.propensities
-
-    rewards, alpha = log.rewards, rule.alpha
-    q = cross_fitted_rewards(log.features, log.actions, rewards, never + 1, folds=rule.folds)
-    q_logged = q[np.arange(n), log.actions]
-    q_target = np.zeros(n)
-    for column, logged in enumerate(to_logged):  # column by column: no (rows, actions) temporary
-        q_target += candidate[:, column] * q[:, logged]
-
-    def estimates(baseline: FloatArray | None) -> dict[str, Estimate]:
-        return {
-            "ips": ips(weights, rewards, alpha=alpha, baseline=baseline),
-            "clipped_ips": clipped_ips(weights, rewards, rule.clip, alpha=alpha, baseline=baseline),
-            "snips": snips(weights, rewards, alpha=alpha, baseline=baseline),
-            "dr": doubly_robust(
-                weights, rewards, q_logged, q_target, alpha=alpha, baseline=baseline
-            ),
-        }
-
-    values, differences = estimates(None), estimates(rewards)
-    incumbent = _mean_of_terms(rewards, alpha)
-
-    diagnostics = _diagnostics(log, candidate, candidate_actions, to_logged, target, weights)
-    refusals = _refusals(log, diagnostics, rule)
-    verdict = Outcome.ERROR if refusals else judge(differences[rule.estimator], rule.max_regression)
-    return OfflineEvaluation(rule, values, differences, incumbent, diagnostics, refusals, verdict)
-
-
-def _diagnostics(
-    log: LoggedDecisions,
-    candidate: FloatArray,
-    candidate_actions: tuple[str, ...],
-    to_logged: IntArray,
-    target: FloatArray,
-    weights: FloatArray,
-) -> Diagnostics:
-    n, k = log.rows, len(log.action_names)
-    segments = log.segments if log.segments is not None else np.zeros(n, dtype=np.intp)
-    n_segments = max(len(log.segment_names), int(segments.max()) + 1) if n else 1
-    counts = np.bincount(segments * (k + 1) + log.actions, minlength=n_segments * (k + 1))
-    logged = counts.reshape(n_segments, k + 1) > 0  # column k: "never logged", always False
-    present = logged[:, to_logged]  # (segments, candidate actions)
-
-    deterministic = log.propensities >= DETERMINISTIC_PROPENSITY
-    cell_mass = np.zeros((n_segments, len(candidate_actions)))
-    for column in range(len(candidate_actions)):
-        cell_mass[:, column] = np.bincount(
-            segments, weights=candidate[:, column], minlength=n_segments
-        )
-    unsupported_cells_mass = np.where(present, 0.0, cell_mass)
-    per_row = np.zeros(n)
-    for column in range(len(candidate_actions)):
-        if not present[:, column].all():
-            per_row += np.where(present[segments, column], 0.0, candidate[:, column])
-    per_row = np.where(deterministic, np.maximum(per_row, 1.0 - target), per_row)
-
-    cells = []
-    for segment, column in zip(*np.nonzero(unsupported_cells_mass > 0), strict=True):
-        name = log.segment_names[segment] if log.segments is not None else None
-        share = float(unsupported_cells_mass[segment, column]) / n
-        cells.append(UnsupportedCell(candidate_actions[column], name, share))
-    cells.sort(key=lambda cell: -cell.share)
-    return Diagnostics(
-        rows=n,
-        logged_actions=int(np.unique(log.actions).size),
-        deterministic_rows=int(deterministic.sum()),
-        ess=kish_ess(weights),
-        mean_weight=float(weights.mean()),
-        max_weight=float(weights.max()),
-        unsupported_share=float(per_row.mean()),
-        unsupported_cells=tuple(cells[:5]),
+    batch = DecisionBatch(
+        actions=log.actions,
+        action_names=log.action_names,
+        propensities=log.propensities,
+        rewards=log.rewards,
+        features=log.features,
+        feature_names=tuple(str(column) for column in range(log.features.shape[1])),
+        candidate=candidate,
+        candidate_actions=candidate_actions,
+        segments=log.segments,
+        segment_names=log.segment_names,
     )
+    return evaluate_batches(lambda: (batch,), rule)
 
 
-def _refusals(log: LoggedDecisions, diagnostics: Diagnostics, rule: GateRule) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class DecisionBatch:
+    """Consecutive rows of a log with the candidate's probabilities, and their own dictionaries.
+
+    Why own dictionaries: a streamed batch is decoded on its own (its action, segment, feature
+    and candidate-action names are those it holds, in its order); `evaluate_batches` maps them
+    onto the log's growing dictionaries, so no batch needs to know the whole log.
+
+    Attributes:
+        actions: The logged action of each row, an index into `action_names`.
+        action_names: The actions this batch's codes name.
+        propensities: pi_b(a_i|x_i), each in (0, 1].
+        rewards: r_i, finite.
+        features: Numeric context features, one column per `feature_names` entry (0 if absent).
+        feature_names: Names of `features`' columns; equal names across batches are one feature.
+        candidate: pi_e(a|x_i), shape (rows, len(candidate_actions)).
+        candidate_actions: The actions naming `candidate`'s columns.
+        segments: The segment of each row, an index into `segment_names`; None: no segments.
+        segment_names: The segments this batch's codes name.
+    """
+
+    actions: IntArray
+    action_names: tuple[str, ...]
+    propensities: FloatArray
+    rewards: FloatArray
+    features: FloatArray
+    feature_names: tuple[str, ...]
+    candidate: FloatArray
+    candidate_actions: tuple[str, ...]
+    segments: IntArray | None = None
+    segment_names: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        """Number of rows in the batch."""
+        return int(self.actions.shape[0])
+
+
+class _Dictionary:
+    """Names in order of first appearance, and each batch's codes translated into them."""
+
+    def __init__(self) -> None:
+        self.index: dict[str | None, int] = {}
+        self.names: list[str | None] = []
+
+    def codes(self, names: Sequence[str | None]) -> IntArray:
+        """The log-wide code of each of `names`; a name not seen before gets the next code."""
+        codes = np.empty(len(names), dtype=np.intp)
+        for position, name in enumerate(names):
+            code = self.index.get(name)
+            if code is None:
+                code = self.index[name] = len(self.names)
+                self.names.append(name)
+            codes[position] = code
+        return codes
+
+
+def _grown(array: FloatArray, shape: tuple[int, ...]) -> FloatArray:
+    """`array` padded with zeros to `shape` (rows, actions or features seen since it was made)."""
+    if array.shape == shape:
+        return array
+    grown = np.zeros(shape)
+    grown[tuple(slice(0, size) for size in array.shape)] = array
+    return grown
+
+
+@dataclass
+class _Rows:
+    """One batch in the log's dictionaries: what both passes compute from a batch first."""
+
+    actions: IntArray
+    segments: IntArray
+    features: FloatArray
+    candidate_columns: IntArray  # batch candidate column -> log-wide candidate action
+    target: FloatArray
+    weights: FloatArray
+
+
+class _Stream:
+    """The state of a streamed evaluation: dictionaries, first-pass sums, then the model."""
+
+    def __init__(self, rule: GateRule) -> None:
+        if rule.folds < 2:
+            raise ValueError(f"folds is {rule.folds}; cross-fitting needs at least 2")
+        self.rule = rule
+        self.actions = _Dictionary()
+        self.segments = _Dictionary()
+        self.features = _Dictionary()
+        self.candidate_actions = _Dictionary()
+        self.has_segments = False
+        self.rows = 0
+        self.counts = np.zeros((0, 0))  # (segment, logged action): rows
+        self.cell_mass = np.zeros((0, 0))  # (segment, candidate action): sum of pi_e
+        self.deterministic = 0
+        self.sum_weights = 0.0
+        self.sum_squared_weights = 0.0
+        self.sum_weighted_rewards = 0.0
+        self.sum_rewards = 0.0
+        self.max_weight = -math.inf
+        self.folds = rule.folds
+        self.fold_sums: list[_Sums] = [_Sums.zeros(0, 0) for _ in range(rule.folds)]
+        self.low = [math.inf] * rule.folds
+        self.high = [-math.inf] * rule.folds
+
+    def rows_of(self, batch: DecisionBatch) -> _Rows:
+        """The batch's codes in the log's dictionaries, and pi_e and the weight of each row."""
+        n = batch.rows
+        actions = self.actions.codes(batch.action_names)[batch.actions]
+        if batch.segments is None:
+            segments = np.full(n, self.segments.codes([None])[0], dtype=np.intp)
+        else:
+            self.has_segments = True
+            segments = self.segments.codes(batch.segment_names)[batch.segments]
+        feature_codes = self.features.codes(batch.feature_names)
+        features = batch.features
+        if not np.array_equal(feature_codes, np.arange(len(self.features.names))):
+            features = np.zeros((n, len(self.features.names)))
+            features[:, feature_codes] = batch.features
+        candidate_columns = self.candidate_actions.codes(batch.candidate_actions)
+        # The logged action of each candidate column; an action not logged so far cannot be
+        # the logged action of a row of this batch (its actions were coded above).
+        to_candidate = np.full(len(self.actions.names), -1, dtype=np.intp)
+        for column, name in enumerate(batch.candidate_actions):
+            logged = self.actions.index.get(name)
+            if logged is not None:
+                to_candidate[logged] = column
+        columns = to_candidate[actions]
+        # pi_e(a_i|x_i): 0 for a logged action the candidate does not have
+        target = np.where(columns >= 0, batch.candidate[np.arange(n), np.maximum(columns, 0)], 0.0)
+        weights = target / batch.propensities
+        return _Rows(actions, segments, features, candidate_columns, target, weights)
+
+    def first_pass(self, batch: DecisionBatch) -> None:
+        """Counts for support, sums of the weights, and the reward model's fold statistics."""
+        rows = self.rows_of(batch)
+        n_segments, n_actions = len(self.segments.names), len(self.actions.names)
+        n_candidate = len(self.candidate_actions.names)
+        cells = np.bincount(
+            rows.segments * n_actions + rows.actions, minlength=n_segments * n_actions
+        ).reshape(n_segments, n_actions)
+        self.counts = _grown(self.counts, (n_segments, n_actions)) + cells
+        self.cell_mass = _grown(self.cell_mass, (n_segments, n_candidate))
+        for column, code in enumerate(rows.candidate_columns):
+            self.cell_mass[:, code] += np.bincount(
+                rows.segments, weights=batch.candidate[:, column], minlength=n_segments
+            )
+        weights, rewards = rows.weights, batch.rewards
+        self.deterministic += int((batch.propensities >= DETERMINISTIC_PROPENSITY).sum())
+        self.sum_weights += float(weights.sum())
+        self.sum_squared_weights += float(np.dot(weights, weights))
+        self.sum_weighted_rewards += float(np.dot(weights, rewards))
+        self.sum_rewards += float(rewards.sum())
+        self.max_weight = max(self.max_weight, float(weights.max()))
+        d = len(self.features.names)
+        for fold in range(self.folds):
+            start = (fold - self.rows) % self.folds
+            x, a = rows.features[start :: self.folds], rows.actions[start :: self.folds]
+            y = rewards[start :: self.folds]
+            if not y.size:
+                continue
+            sums = self.fold_sums[fold] = self.fold_sums[fold].grown(n_actions, d)
+            sums.add(x, a, y)
+            self.low[fold] = min(self.low[fold], float(y.min()))
+            self.high[fold] = max(self.high[fold], float(y.max()))
+        self.rows += batch.rows
+
+    def fit(self) -> None:
+        """Between the passes: every fold's reward model, from the other folds' statistics."""
+        folds = min(self.folds, self.rows)
+        self.folds = folds
+        # Actions and features all known now; one more action column: "never logged".
+        n_actions, d = len(self.actions.names) + 1, len(self.features.names)
+        statistics = _FoldStatistics(
+            [sums.grown(n_actions, d) for sums in self.fold_sums[:folds]],
+            self.low[:folds],
+            self.high[:folds],
+        )
+        self.models: list[tuple[FloatArray, FloatArray, float, float]] = []
+        for fold in range(folds):
+            intercepts, slopes = statistics.without(fold).fit(1.0)
+            low = min(statistics.low[f] for f in range(folds) if f != fold)
+            high = max(statistics.high[f] for f in range(folds) if f != fold)
+            self.models.append((intercepts, slopes, low, high))
+        present = self.counts > 0
+        self.present = np.concatenate([present, np.zeros((present.shape[0], 1), bool)], axis=1)
+        self.mean_weight = self.sum_weights / self.rows
+        self.snips_value = (
+            self.sum_weighted_rewards / (self.mean_weight * self.rows)
+            if self.mean_weight > 0
+            else math.nan
+        )
+        self.mean_reward = self.sum_rewards / self.rows
+        self.moments = _Moments(len(_SERIES))
+        self.snips_squares = np.zeros(2)  # value, difference
+        self.unsupported = 0.0
+        self.rows_seen = 0
+
+    def second_pass(self, batch: DecisionBatch) -> None:
+        """DR's cross-fitted predictions, every estimator's per-row terms, and support."""
+        rows = self.rows_of(batch)
+        if (len(self.segments.names), len(self.actions.names) + 1) != self.present.shape or len(
+            self.features.names
+        ) != self.models[0][1].shape[0]:
+            raise ValueError("the log changed between the passes: a new action, segment or feature")
+        n, never = batch.rows, len(self.actions.names)
+        q = np.empty((n, never + 1))
+        for fold, (intercepts, slopes, low, high) in enumerate(self.models):
+            start = (fold - self.rows_seen) % self.folds
+            x = rows.features[start :: self.folds]
+            predicted = (
+                x @ slopes + intercepts
+                if x.shape[1]
+                else np.broadcast_to(intercepts, (x.shape[0], never + 1))
+            )
+            q[start :: self.folds] = np.clip(predicted, low, high)
+        weights, rewards = rows.weights, batch.rewards
+        q_logged = q[np.arange(n), rows.actions]
+        q_target = np.zeros(n)
+        to_logged = np.empty(len(batch.candidate_actions), dtype=np.intp)
+        for column, name in enumerate(batch.candidate_actions):
+            to_logged[column] = self.actions.index.get(name, never)
+            q_target += batch.candidate[:, column] * q[:, to_logged[column]]
+        ips_terms = weights * rewards
+        clipped_terms = np.minimum(weights, self.rule.clip) * rewards
+        dr_terms = q_target + weights * (rewards - q_logged)
+        self.moments.add(
+            [ips_terms, clipped_terms, dr_terms, ips_terms - rewards, clipped_terms - rewards,
+             dr_terms - rewards, rewards]
+        )  # fmt: skip
+        if self.mean_weight > 0:
+            influence = weights * (rewards - self.snips_value) / self.mean_weight
+            paired = influence - (rewards - self.mean_reward)
+            self.snips_squares += (
+                float(np.dot(influence, influence)),
+                float(np.dot(paired, paired)),
+            )
+        per_row = np.zeros(n)
+        present = self.present[:, to_logged]  # (segments, batch candidate columns)
+        for column in range(len(batch.candidate_actions)):
+            if not present[:, column].all():
+                per_row += np.where(present[rows.segments, column], 0.0, batch.candidate[:, column])
+        deterministic = batch.propensities >= DETERMINISTIC_PROPENSITY
+        if deterministic.any():
+            per_row = np.where(deterministic, np.maximum(per_row, 1.0 - rows.target), per_row)
+        self.unsupported += float(per_row.sum())
+        self.rows_seen += n
+
+    def result(self) -> OfflineEvaluation:
+        """The estimates, diagnostics and verdict, from both passes' sums."""
+        rule, n = self.rule, self.rows
+        if self.rows_seen != n:
+            raise ValueError(f"the log changed between the passes: {n} rows, then {self.rows_seen}")
+        estimates = {
+            name: self.moments.estimate(index, rule.alpha) for index, name in enumerate(_SERIES)
+        }
+        values: dict[str, Estimate] = {}
+        differences: dict[str, Estimate] = {}
+        for name in ESTIMATORS:
+            if name == "snips":
+                values[name], differences[name] = self._snips()
+            else:
+                values[name], differences[name] = estimates[name], estimates[name + "-r"]
+        diagnostics = self._diagnostics()
+        refusals = _refusals(self._only_action(), diagnostics, rule)
+        verdict = (
+            Outcome.ERROR if refusals else judge(differences[rule.estimator], rule.max_regression)
+        )
+        return OfflineEvaluation(
+            rule, values, differences, estimates["r"], diagnostics, refusals, verdict
+        )
+
+    def _snips(self) -> tuple[Estimate, Estimate]:
+        n, alpha = self.rows, self.rule.alpha
+        if self.mean_weight <= 0:
+            nan = float("nan")
+            return (Estimate(nan, nan, nan, nan, alpha),) * 2
+        value, difference = self.snips_value, self.snips_value - self.mean_reward
+        se_value, se_difference = (
+            math.sqrt(float(squares) / n) / math.sqrt(n) for squares in self.snips_squares
+        )
+        return _interval(value, se_value, alpha), _interval(difference, se_difference, alpha)
+
+    def _only_action(self) -> str:
+        logged = np.flatnonzero(self.counts.sum(axis=0) > 0)
+        return str(self.actions.names[int(logged[0])]) if logged.size else ""
+
+    def _diagnostics(self) -> Diagnostics:
+        n = self.rows
+        present = self.present[:, :-1]
+        cells = []
+        candidate_names = self.candidate_actions.names
+        to_logged = [self.actions.index.get(name, -1) for name in candidate_names]
+        for segment, column in zip(*np.nonzero(self.cell_mass > 0), strict=True):
+            logged = to_logged[column]
+            if logged >= 0 and present[segment, logged]:
+                continue
+            name = self.segments.names[segment] if self.has_segments else None
+            share = float(self.cell_mass[segment, column]) / n
+            cells.append(UnsupportedCell(str(candidate_names[column]), name, share))
+        cells.sort(key=lambda cell: -cell.share)
+        squares = self.sum_squared_weights
+        return Diagnostics(
+            rows=n,
+            logged_actions=int((self.counts.sum(axis=0) > 0).sum()),
+            deterministic_rows=self.deterministic,
+            ess=self.sum_weights**2 / squares if squares else 0.0,
+            mean_weight=self.mean_weight,
+            max_weight=self.max_weight,
+            unsupported_share=self.unsupported / n,
+            unsupported_cells=tuple(cells[:5]),
+        )
+
+
+_SERIES: Final = ("ips", "clipped_ips", "dr", "ips-r", "clipped_ips-r", "dr-r", "r")
+"""The per-row terms whose means and variances the second pass accumulates (-r: paired)."""
+
+
+class _Moments:
+    """Sums and centred sums of squares of several series, merged batch by batch.
+
+    Why merged rather than sum and sum of squares: the variance from raw sums subtracts two
+    large numbers and loses digits; each batch's own centred sum of squares is exact to
+    rounding, and merging two batches adds delta^2 n_a n_b / n (Chan, Golub and LeVeque), so a
+    streamed log and the same log in one batch agree to rounding error (one batch: numpy's own
+    mean and std).
+    """
+
+    def __init__(self, series: int) -> None:
+        self.count = 0
+        self.sums = np.zeros(series)
+        self.squares = np.zeros(series)
+
+    def add(self, series: Sequence[FloatArray]) -> None:
+        """Merge one batch's terms, one array per series."""
+        n = int(series[0].shape[0])
+        if not n:
+            return
+        for index, terms in enumerate(series):
+            total = float(terms.sum())
+            mean = total / n
+            centred = terms - mean
+            squares = float(np.dot(centred, centred))
+            if self.count:
+                delta = mean - float(self.sums[index]) / self.count
+                squares += delta * delta * self.count * n / (self.count + n)
+            self.sums[index] += total
+            self.squares[index] += squares
+        self.count += n
+
+    def estimate(self, index: int, alpha: float) -> Estimate:
+        """The series' mean with `sd(ddof=1) / sqrt(n)`: VW's gaussian interval."""
+        n = self.count
+        if n < 2:
+            raise ValueError(f"{n} row(s): an interval needs at least 2 rows")
+        se = math.sqrt(float(self.squares[index]) / (n - 1)) / math.sqrt(n)
+        return _interval(float(self.sums[index]) / n, se, alpha)
+
+
+def evaluate_batches(
+    batches: Callable[[], Iterable[DecisionBatch]], rule: GateRule
+) -> OfflineEvaluation:
+    """`evaluate` over a log read in batches, twice, in constant memory.
+
+    The first pass counts what support needs, sums the weights (SNIPS, ESS, mean weight) and
+    the reward model's per-fold sufficient statistics; between the passes each fold's model is
+    fitted; the second pass predicts every row from the model not fitted on it and merges each
+    estimator's per-row terms into running sums and centred sums of squares. Memory is that of
+    one batch and of the sums (actions x features^2 per fold), whatever the log's length.
+
+    Args:
+        batches: Called once per pass; each call reads the log again from its first row, in
+            the same order (a row's fold is its position in the log).
+        rule: How to judge.
+
+    Raises:
+        ValueError: The log has fewer than 2 rows, or the second pass read another log.
+    """
+    stream = _Stream(rule)
+    for batch in batches():
+        if batch.rows:
+            stream.first_pass(batch)
+    if stream.rows < 2:
+        raise ValueError(
+            f"the log has {stream.rows} row(s); off-policy evaluation needs at least 2"
+        )
+    stream.fit()
+    for batch in batches():
+        if batch.rows:
+            stream.second_pass(batch)
+    return stream.result()
+
+
+def _refusals(only_action: str, diagnostics: Diagnostics, rule: GateRule) -> tuple[str, ...]:
     """Every reason the log cannot judge the candidate, each with its fix."""
-    exploration = _no_exploration(log, diagnostics)
+    exploration = _no_exploration(only_action, diagnostics)
     if exploration is not None:
         return (exploration,)  # support, weights and ESS all follow from it; say the cause
     refusals = []
@@ -708,16 +1058,15 @@ def _refusals(log: LoggedDecisions, diagnostics: Diagnostics, rule: GateRule) ->
     return tuple(refusals)
 
 
-def _no_exploration(log: LoggedDecisions, diagnostics: Diagnostics) -> str | None:
+def _no_exploration(only_action: str, diagnostics: Diagnostics) -> str | None:
     fix = (
         "Fix: log the decisions of an exploring logging policy (for example epsilon-greedy over "
         "every action) with the probability of each chosen action as its propensity."
     )
     if diagnostics.logged_actions == 1:
-        only = log.action_names[int(log.actions[0])]
         return (
-            f"The log has no exploration: all {diagnostics.rows} rows took action {only!r}, so "
-            f"no other action can be valued. {fix}"
+            f"The log has no exploration: all {diagnostics.rows} rows took action "
+            f"{only_action!r}, so no other action can be valued. {fix}"
         )
     if diagnostics.deterministic_rows == diagnostics.rows:
         return (

@@ -17,14 +17,26 @@ wall time, and peak resident memory (Linux VmHWM, reset after the imports, so th
 itself needs shows apart from the libraries), with the peaks of numpy/Python allocations
 (tracemalloc) and of pyarrow's memory pool. A third process times a fresh worker's first call.
 
-Run:  .venv/bin/python benchmarks/offline_eval.py            (about 2 minutes on 2 cores)
-      .venv/bin/python benchmarks/offline_eval.py --quick    (fewer logs, 200k rows: about 15 s)
+Part 3, streaming (issue 16) at 1M and 10M rows: the log generated in chunks of 250k rows
+(each `write_log`, so generation streams too) into a partitioned directory, and the same rows
+rewritten into one file (row groups of 128k rows), cached in a temp dir for the run. Each log is
+judged by the streamed path (`stream_decision_log` + `evaluate_batches`) and, as the baseline,
+by the in-memory path (`read_decision_log` + `evaluate`), each in a fresh process: its first
+call, then warm calls (best of 2), the import time of the modules, and the process's peak RSS
+(`resource.getrusage(...).ru_maxrss`, imports included). The ratio column is streamed over
+in-memory for the same rows and call. Goals: 10M rows under 1 GiB peak RSS, a first call on 1M
+rows under 1 s.
+
+Run:  .venv/bin/python benchmarks/offline_eval.py            (about 4 minutes on 2 cores)
+      .venv/bin/python benchmarks/offline_eval.py --quick    (fewer logs, 200k/1M rows: 40 s)
+      .venv/bin/python benchmarks/offline_eval.py --part stream   (part 3 only)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -36,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from analysis.offline import ESTIMATORS, GateRule, LoggedDecisions, evaluate
 from simulator.artifacts import load_artifact
@@ -248,16 +261,173 @@ def cost(rows: int) -> None:
     )
 
 
+# ------------------------------------------------------------------------ part 3: streaming
+
+_STREAM = r"""
+import json, resource, sys, time
+started = time.perf_counter()
+from pathlib import Path
+mode, path, repeats, column = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+from activities.decision_log import read_decision_log, stream_decision_log
+from analysis.offline import GateRule, evaluate, evaluate_batches
+imported = time.perf_counter() - started
+rule = GateRule(max_regression=0.01)
+def run():
+    if mode == "stream":
+        return evaluate_batches(stream_decision_log(path, column).batches, rule)
+    log = read_decision_log(path, column)
+    return evaluate(log.decisions, log.candidate, log.candidate_actions, rule)
+times, cpu, result = [], [], None
+for _ in range(repeats):
+    result = None  # the previous run's result is freed before the next one starts
+    began, began_cpu = time.perf_counter(), time.process_time()
+    result = run()
+    times.append(time.perf_counter() - began)
+    cpu.append(time.process_time() - began_cpu)
+print(json.dumps({
+    "first": times[0], "warm": min(times[1:]) if len(times) > 1 else None,
+    "first_cpu": cpu[0], "warm_cpu": min(cpu[1:]) if len(cpu) > 1 else None,
+    "imports": imported, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "outcome": result.verdict.value, "dr": result.differences["dr"].value,
+    "dr_lower": result.differences["dr"].lower,
+}))
+"""
+
+STREAM_CHUNK = 250_000
+"""Rows per generated chunk (one file of the directory; the generator's memory)."""
+
+
+def stream_logs(directory: Path, rows: int) -> tuple[Path, Path]:
+    """A `rows`-row log as a partitioned directory and as one file, written chunk by chunk.
+
+    A larger log of the run reuses a smaller one's chunks (same seeds), so only new chunks are
+    drawn; the file is rewritten from the directory, one chunk in memory at a time.
+    """
+    candidate = load_artifact(CANDIDATE)
+    chunks = directory / "chunks"
+    parts = directory / f"dir-{rows}"
+    parts.mkdir(parents=True, exist_ok=True)
+    for index in range(-(-rows // STREAM_CHUNK)):
+        chunk = chunks / f"part-{index:05d}.parquet"
+        size = min(STREAM_CHUNK, rows - index * STREAM_CHUNK)
+        if size != STREAM_CHUNK:
+            chunk = chunks / f"part-{index:05d}-{size}.parquet"
+        if not chunk.exists():
+            write_log(chunk, size, seed=SEED + 1000 + index, candidate=candidate)
+        link = parts / f"part-{index:05d}.parquet"
+        if not link.exists():
+            link.symlink_to(chunk)
+    single = directory / f"log-{rows}.parquet"
+    if not single.exists():
+        writer = None
+        for part in sorted(parts.iterdir()):
+            table = pq.read_table(part)
+            if writer is None:
+                writer = pq.ParquetWriter(single, table.schema)
+            writer.write_table(table, row_group_size=128 * 1024)
+        assert writer is not None
+        writer.close()
+    return single, parts
+
+
+def measure_stream(mode: str, path: Path, repeats: int) -> dict[str, Any]:
+    """One fresh process judging `path` `repeats` times: first call, best warm call, peak RSS."""
+    # Through a shell that forks rather than execs: Linux carries the peak RSS of the process
+    # that forks into the child's ru_maxrss across exec, so a child started from this process
+    # (which drew the logs) would report this process's peak as a floor.
+    command = [
+        "/bin/sh", "-c", '"$0" "$@"; exit $?',
+        sys.executable, "-c", _STREAM, mode, str(path), str(repeats), CANDIDATE_COLUMN,
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, env=environment
+    ).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def streaming(sizes: tuple[int, ...], in_memory_limit: int) -> None:
+    """Part 3: the streamed path on a file and a directory against the in-memory path."""
+    emit()
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as directory:
+        rows_results: list[tuple[int, str, str, dict[str, Any]]] = []
+        for rows in sizes:
+            started = time.perf_counter()
+            single, parts = stream_logs(Path(directory), rows)
+            size_mb = single.stat().st_size / 2**20
+            ready = time.perf_counter() - started
+            emit(
+                f"streaming: {rows} rows, Parquet {size_mb:.0f} MiB as one file and as "
+                f"{len(list(parts.iterdir()))} files (ready in {ready:.1f} s)"
+            )
+            if rows <= in_memory_limit:
+                rows_results.append(
+                    (rows, "file", "in-memory", measure_stream("memory", single, 3))
+                )
+            rows_results.append((rows, "file", "streamed", measure_stream("stream", single, 3)))
+            rows_results.append((rows, "directory", "streamed", measure_stream("stream", parts, 3)))
+    emit("(first: a fresh process's first call, imports excluded; warm: best of the next 2;")
+    emit(" cpu: the process's CPU seconds in that call (less moved by other load than wall time);")
+    emit(" imports: the gate's modules in that process; peak RSS: ru_maxrss, imports included;")
+    emit(" ratio: streamed / in-memory on the same rows: wall time of the same call, peak RSS;")
+    after = os.getloadavg()[0]
+    emit(f" load average {load:.1f} before, {after:.1f} after, on {os.cpu_count()} cores)")
+    header = (
+        f"{'rows':>9} {'layout':<10} {'path':<10} {'first s':>8} {'cpu':>6} {'warm s':>7} "
+        f"{'cpu':>6} {'imports s':>9} {'peak RSS MiB':>12} {'ratio first':>11} "
+        f"{'ratio warm':>10} {'ratio RSS':>9} {'verdict':>7}"
+    )
+    emit(header)
+    emit("-" * len(header))
+    baselines = {rows: result for rows, _, path, result in rows_results if path == "in-memory"}
+    for rows, layout, path, result in rows_results:
+        base = baselines.get(rows)
+        ratios = (
+            f"{result['first'] / base['first']:>10.2f}x {result['warm'] / base['warm']:>9.2f}x "
+            f"{result['maxrss_mb'] / base['maxrss_mb']:>8.2f}x"
+            if base is not None
+            else f"{'-':>11} {'-':>10} {'-':>9}"
+        )
+        emit(
+            f"{rows:>9} {layout:<10} {path:<10} {result['first']:>8.3f} "
+            f"{result['first_cpu']:>6.2f} {result['warm']:>7.3f} {result['warm_cpu']:>6.2f} "
+            f"{result['imports']:>9.3f} {result['maxrss_mb']:>12.0f} {ratios} "
+            f"{result['outcome']:>7}"
+        )
+    for rows in sizes:
+        judged = {r["dr"] for n, _, _, r in rows_results if n == rows}
+        spread = max(judged) - min(judged)
+        emit(f"{rows} rows: DR difference {min(judged):+.6f}, spread across the rows {spread:.1e}")
+    largest = [r for n, _, p, r in rows_results if n == max(sizes) and p == "streamed"]
+    one_million = [r for n, _, p, r in rows_results if n == 1_000_000 and p == "streamed"]
+    firsts = ", ".join(f"{r['first']:.2f} s" for r in one_million) or "not run"
+    emit(
+        f"goal (peak RSS under 1 GiB at {max(sizes)} rows): "
+        f"{max(r['maxrss_mb'] for r in largest):.0f} MiB; goal (first call on 1M rows under "
+        f"1 s): {firsts}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run both parts and print their tables."""
+    """Run the parts and print their tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer logs; 200k rows for cost")
+    parser.add_argument(
+        "--part", choices=("all", "stream"), default="all", help="stream: part 3 only"
+    )
     args = parser.parse_args(argv)
     emit(
         f"offline gate benchmark: python {platform.python_version()}, numpy {np.__version__}, "
         f"{'quick' if args.quick else 'full'} run, seed {SEED}"
     )
     started = time.perf_counter()
+    sizes = (200_000, 1_000_000) if args.quick else (1_000_000, 10_000_000)
+    if args.part == "stream":
+        streaming(sizes, in_memory_limit=10_000_000)
+        emit(f"total {time.perf_counter() - started:.0f} s")
+        return 0
     tallies = accuracy(QUICK_RUNS if args.quick else FULL_RUNS)
     at_10k = tallies[10_000]
     misses = {
@@ -271,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     emit(f"goal (coverage within 2 points of 95% at 10k rows, dr and snips): {shown} points: "
          f"{verdict}")  # fmt: skip
     cost(200_000 if args.quick else 1_000_000)
+    streaming(sizes, in_memory_limit=10_000_000)
     emit(f"total {time.perf_counter() - started:.0f} s")
     return 0 if met or args.quick else 1
 

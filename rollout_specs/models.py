@@ -394,7 +394,8 @@ class OfflineEval(SpecModel):
     """
 
     log: Annotated[str, Field(min_length=1, max_length=4096, pattern=TEXT_PATTERN)]
-    """Path of the log as the worker sees it: JSON Lines (`.jsonl`) or Parquet (`.parquet`)."""
+    """Path of the log as the worker sees it: JSON Lines (`.jsonl`), Parquet (`.parquet`), or a
+    directory of Parquet files (a partitioned dataset); Parquet is read in batches."""
     estimator: OfflineEstimator = OfflineEstimator.DR
     """The estimator the gate judges with; every estimator is reported."""
     max_regression: Annotated[float, Field(gt=0)]
