@@ -1,25 +1,36 @@
-"""Decisions per second and latency of the gateway's decide endpoint, against a bare endpoint.
+"""Decisions per second, latency and CPU of the gateway's decide endpoint, against two baselines.
 
     .venv/bin/python benchmarks/gateway.py [--seconds 10 --concurrency 32]
 
 Every service is a real process on 127.0.0.1: two policy servers (`python -m gateway.policy_server`
-with generated 8-feature, 4-action artifacts), the gateway (`python -m gateway`), and as the
-baseline a bare Starlette endpoint served by the same uvicorn setup (`serving`: one process,
-h11, no access log) that parses the same JSON body and answers a decision-shaped JSON without
-asking any policy. The load comes from a second process (`--role load`): `concurrency`
-keep-alive connections, each sending its next request as soon as the last is answered, for
-`seconds` after a warm-up, over a minimal HTTP/1.1 client (so the client's own cost stays small
-next to the server's). Units are drawn from 100,000 ids, so split mode really splits.
+with generated 8-feature, 4-action artifacts), the gateway (`python -m gateway`), a second
+gateway evaluating the same artifacts in-process (`--policy-artifact`), and two baselines on
+the gateway's own serving stack (gateway.serving: one process, uvicorn, no access log):
 
-Rows: the bare endpoint; decide with the route in `off` (one policy call), `split` at 50% (one
-call, half to each policy server), `shadow` (two concurrent calls), and `split` again with
-every guardrail at work (a binding share cap, a value cap, a reviewed action queueing
-proposals). The ratio is decide's throughput over the bare endpoint's: what a decision costs
-beyond the HTTP framework itself.
-All processes share this machine's cores, so the numbers compare rows, not machines.
+- the **bare endpoint** parses the same JSON body and answers a decision-shaped JSON without
+  asking any policy: what the HTTP framework costs;
+- the **bare proxy** does that plus the one policy call decide makes, made as the gateway's
+  policy client makes it (its pooled client, its bound on calls in flight per server): the
+  fair baseline of decide over HTTP, which adds routing, metrics and guardrails to the call.
+
+The load comes from another process (`--role load`): `concurrency` keep-alive connections,
+each sending its next request as soon as the last is answered, for `seconds` after a warm-up,
+over a minimal HTTP/1.1 client (so the client's own cost stays small next to the server's).
+Units are drawn from 100,000 ids, so split mode really splits.
+
+Rows: both baselines; decide with the route in `off` (one policy call), `split` at 50% (one
+call, half to each policy server), `shadow` (two concurrent calls), `split` again with every
+guardrail at work (a binding share cap, a value cap, a reviewed action queueing proposals);
+the in-process gateway in `off`, `split` and `shadow`; and each baseline again (the ratios use
+the mean of its two rows, so that drift over the run weighs on both sides). Each row prints
+its throughput, p50 and p99 latency, its ratio to each baseline, and the CPU time per request
+of the serving process and of the policy servers (read from /proc): steadier than throughput
+when other work shares the machine. All processes share this machine's cores, so the numbers
+compare rows, not machines.
 
 This file is named like the `gateway` package; run as a script, its directory comes first on
-`sys.path`, so it never imports the package and starts the gateway as `python -m gateway`.
+`sys.path`, so it starts the gateway as `python -m gateway`, and its own baseline processes put
+the project's root first before they import from the package.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import random
@@ -58,40 +70,93 @@ WARMUP = 1.0
 # --------------------------------------------------------------------------- the bare endpoint
 
 
-def serve_bare(port: int) -> None:
-    """The baseline: the same HTTP stack and uvicorn settings, no routing and no policy call."""
-    import uvicorn
+def _import_the_gateway_package() -> None:
+    """Let `import gateway.serving` find the package, not this file (named like it)."""
+    if sys.path[0] != str(ROOT):
+        sys.path.insert(0, str(ROOT))
+
+
+def _bare_app(decide: Any) -> Any:
+    """A Starlette app with the gateway's decide path (POST) answered by `decide`, and /healthz."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    async def decide(request: Request) -> JSONResponse:
-        body = json.loads(await request.body())
-        return JSONResponse(
-            {
-                "decision_id": os.urandom(16).hex(),
-                "action": "none",
-                "arm": "incumbent",
-                "version": "bare",
-                "mode": "off",
-                "shadow_action": None,
-                "guardrail": None,
-                "unit": body["unit_id"],
-            }
-        )
-
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    app = Starlette(
+    return Starlette(
         routes=[
             Route("/v1/targets/{target}/decide", decide, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ]
     )
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _answer(body: dict[str, Any], action: str, version: str) -> dict[str, Any]:
+    """A decision-shaped answer, as large as the gateway's."""
+    return {
+        "decision_id": os.urandom(16).hex(),
+        "action": action,
+        "arm": "incumbent",
+        "version": version,
+        "mode": "off",
+        "shadow_action": None,
+        "guardrail": None,
+        "intervention": None,
+        "proposal": None,
+        "params": None,
+        "unit": body["unit_id"],
+    }
+
+
+def serve_bare(port: int) -> None:
+    """The baseline: the gateway's serving stack (gateway.serving), no routing, no policy call."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    _import_the_gateway_package()
+    from gateway.serving import serve
+
+    async def decide(request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        return JSONResponse(_answer(body, "none", "bare"))
+
+    serve(_bare_app(decide), "127.0.0.1", port)
+
+
+def serve_proxy(port: int, policy_uri: str) -> None:
+    """The baseline of one policy call: the bare endpoint plus the one HTTP call decide makes.
+
+    The call is made as the gateway's policy client makes it: its pooled client
+    (`policy_http_client`, gateway.policy_http), its bound on calls in flight to one server
+    (which bounds the pooled connections), the same compact JSON body, and the answer parsed
+    and its action read. Nothing else: no route, assignment, metrics,
+    guardrails or decision memory, which is what decide adds on top.
+    """
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    _import_the_gateway_package()
+    from gateway.policy_client import DEFAULT_PER_SERVER, policy_http_client
+    from gateway.policy_http import Endpoint
+    from gateway.serving import serve
+
+    http = policy_http_client()
+    endpoint = Endpoint.parse(policy_uri.rstrip("/") + "/act")
+    gate = asyncio.Semaphore(DEFAULT_PER_SERVER)
+
+    async def decide(request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        payload = json.dumps({"context": body["context"]}, separators=(",", ":")).encode()
+        async with gate:
+            status, answer = await http.post(endpoint, payload)
+        if status != 200:
+            raise RuntimeError(f"the policy server answered {status}")
+        return JSONResponse(_answer(body, json.loads(answer)["action"], "proxy"))
+
+    serve(_bare_app(decide), "127.0.0.1", port)
 
 
 # ------------------------------------------------------------------------- the load generator
@@ -105,6 +170,8 @@ class LoadResult:
     failures: int
     seconds: float
     latencies: list[float]
+    answered: int = 0
+    """Every request answered, the warm-up's included (the servers' CPU time covers both)."""
 
 
 async def _connection(
@@ -136,6 +203,7 @@ async def _connection(
                 if name.strip().lower() == b"content-length":
                     length = int(value)
             await reader.readexactly(length)
+            result.answered += 1
             if started >= measure_from:
                 result.requests += 1
                 result.latencies.append(time.perf_counter() - started)
@@ -197,6 +265,8 @@ class Services:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.pids: dict[str, int] = {}
+        """The process serving each started URL."""
 
     def start(self, name: str, args: Sequence[str]) -> str:
         """Start `python args...` on a free port (appended as `--port N`); return its URL."""
@@ -208,6 +278,7 @@ class Services:
             )  # fmt: skip
         self.processes.append(process)
         url = f"http://127.0.0.1:{port}"
+        self.pids[url] = process.pid
         deadline = time.monotonic() + READY_WITHIN
         while True:
             if process.poll() is not None:
@@ -254,8 +325,18 @@ class Row:
 
     name: str
     result: LoadResult
+    cpu: tuple[float, float] = (math.nan, math.nan)
+    """CPU seconds the serving process, and the policy servers together, used during the run."""
     overruled: float = 0.0
     """Share of the candidate's decisions the guardrails overruled (the overruling row)."""
+
+    def cpu_per_request(self, which: int) -> float:
+        """Microseconds of CPU per answered request: the server's (0) or the policies' (1).
+
+        Steadier than throughput on a shared machine: other work slows a row down but does
+        not make its requests cost more CPU.
+        """
+        return 1e6 * self.cpu[which] / self.result.answered if self.result.answered else math.nan
 
     @property
     def rate(self) -> float:
@@ -272,12 +353,35 @@ class Row:
 
 def measure(url: str, seconds: float, concurrency: int) -> LoadResult:
     """Run the load process against `url` and read its measurements."""
+    result, _ = _measure(url, seconds, concurrency, [], [])
+    return result
+
+
+def _cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds the processes have used so far (Linux /proc; NaN elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        except OSError:
+            return math.nan
+        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(
+    url: str, seconds: float, concurrency: int, server: Sequence[int], policies: Sequence[int]
+) -> tuple[LoadResult, tuple[float, float]]:
+    """Load `url`, and count the CPU time the server and the policy servers spent meanwhile."""
+    before = _cpu_seconds(server), _cpu_seconds(policies)
     done = subprocess.run(
         [sys.executable, __file__, "--role", "load", "--url", url,
          "--seconds", str(seconds), "--concurrency", str(concurrency)],
         cwd=ROOT, capture_output=True, timeout=seconds + WARMUP + 60, check=True,
     )  # fmt: skip
-    return LoadResult(**json.loads(done.stdout))
+    after = _cpu_seconds(server), _cpu_seconds(policies)
+    return LoadResult(**json.loads(done.stdout)), (after[0] - before[0], after[1] - before[1])
 
 
 GUARDED: dict[str, Any] = {
@@ -328,49 +432,83 @@ def benchmark(seconds: float, concurrency: int) -> list[Row]:
     """Start every service, load each row in turn, and return the rows."""
     rows = []
     with services() as running:
+
+        def load(name: str, server: str, policies: Sequence[str] = ()) -> Row:
+            result, cpu = _measure(
+                f"{server}/v1/targets/{TARGET}/decide",
+                seconds,
+                concurrency,
+                [running.pids[server]],
+                [running.pids[policy] for policy in policies],
+            )
+            rows.append(Row(name, result, cpu))
+            return rows[-1]
+
+        artifacts = {}
         for version, seed in [("41", 1), ("42", 2)]:
-            path = running.workdir / f"policy-{version}.json"
+            path = artifacts[version] = running.workdir / f"policy-{version}.json"
             path.write_text(json.dumps(_artifact(version, seed)), encoding="utf-8")
-        bare = running.start("bare", [__file__, "--role", "bare"])
-        bare_decide = f"{bare}/v1/targets/{TARGET}/decide"
-        rows.append(Row("bare endpoint", measure(bare_decide, seconds, concurrency)))
         policy = ["-m", "gateway.policy_server", "--seed", "7", "--policy"]
-        incumbent = running.start("incumbent", [*policy, str(running.workdir / "policy-41.json")])
-        candidate = running.start("candidate", [*policy, str(running.workdir / "policy-42.json")])
+        incumbent = running.start("incumbent", [*policy, str(artifacts["41"])])
+        candidate = running.start("candidate", [*policy, str(artifacts["42"])])
+        both = [incumbent, candidate]
+        bare = running.start("bare", [__file__, "--role", "bare"])
+        proxy = running.start("proxy", [__file__, "--role", "proxy", "--policy-uri", incumbent])
+        load(BARE_ROW, bare)
+        load(PROXY_ROW, proxy, [incumbent])
         # routes go to the control plane (its own port; no token: loopback-only benchmark)
         control_port = _free_port()
         gateway = running.start("gateway", ["-m", "gateway", "--control-port", str(control_port),
                                             "--insecure-control-plane", "--policy-uri", incumbent,
                                             "--policy-uri", candidate])  # fmt: skip
         control = f"http://127.0.0.1:{control_port}"
-        decide = f"{gateway}/v1/targets/{TARGET}/decide"
         # Split with and without guardrails alternate, twice: the machine drifts over a run,
         # and the guardrails' cost is a few percent, so rows far apart would compare the drift.
         routes = [
-            ("off", "decide off", None),
+            ("off", OFF_ROW, None),
             ("split", SPLIT_ROW, None),
             ("split", GUARDED_ROW, GUARDED),
             ("split", SPLIT_ROW, None),
             ("split", GUARDED_ROW, GUARDED),
-            ("shadow", "decide shadow", None),
+            ("shadow", SHADOW_ROW, None),
         ]
         for generation, (mode, name, guardrails) in enumerate(routes, start=1):
             _put_route(control, generation, mode, incumbent, candidate, guardrails)
-            rows.append(Row(name, measure(decide, seconds, concurrency)))
+            load(name, gateway, both)
+        load(PROXY_ROW, proxy, [incumbent])  # the baseline of the rows just measured, again
         _put_route(control, len(routes) + 1, "split", incumbent, candidate, BINDING)
         before = _overruled_and_decided(control)
-        rows.append(Row(BINDING_ROW, measure(decide, seconds, concurrency)))
+        binding = load(BINDING_ROW, gateway, both)
         after = _overruled_and_decided(control)
         decided = after[1] - before[1]
-        rows[-1].overruled = (after[0] - before[0]) / decided if decided else 0.0
+        binding.overruled = (after[0] - before[0]) / decided if decided else 0.0
+        # The same routes (same policy server URLs) served by a gateway that evaluates the two
+        # artifacts in-process: the policy servers stay up but are never called.
+        local_port = _free_port()
+        local = running.start("in-process gateway", ["-m", "gateway", "--control-port",
+                              str(local_port), "--insecure-control-plane", "--policy-seed", "7",
+                              "--policy-artifact", f"{incumbent}={artifacts['41']}",
+                              "--policy-artifact", f"{candidate}={artifacts['42']}"])  # fmt: skip
+        local_control = f"http://127.0.0.1:{local_port}"
+        for generation, (mode, name) in enumerate(IN_PROCESS_ROWS.items(), start=1):
+            _put_route(local_control, generation, mode, incumbent, candidate)
+            load(name, local, both)
+        load(BARE_ROW, bare)  # the baseline of the in-process rows, again
     return rows
 
 
+BARE_ROW = "bare endpoint"
+PROXY_ROW = "bare proxy (one policy call)"
+OFF_ROW = "decide off"
 SPLIT_ROW = "decide split 50%"
-
-
+SHADOW_ROW = "decide shadow"
 GUARDED_ROW = "decide split 50% + caps + review"
 BINDING_ROW = "decide split 50%, guardrails overruling"
+IN_PROCESS_ROWS = {
+    "off": "in-process decide off",
+    "split": "in-process decide split 50%",
+    "shadow": "in-process decide shadow",
+}
 
 
 def _overruled_and_decided(control: str) -> tuple[float, float]:
@@ -391,31 +529,65 @@ def _mean_rate(rows: list[Row], name: str) -> float:
     return sum(rates) / len(rates)
 
 
+def _mean_p50(rows: list[Row], name: str) -> float:
+    """The mean median latency (ms) of the rows named `name`."""
+    medians = [row.percentile(50) for row in rows if row.name == name]
+    return sum(medians) / len(medians)
+
+
+def _mean_cpu(rows: list[Row], name: str) -> float:
+    """The mean CPU microseconds per request of the serving process in the rows named `name`."""
+    costs = [row.cpu_per_request(0) for row in rows if row.name == name]
+    return sum(costs) / len(costs)
+
+
 def table(rows: list[Row], seconds: float, concurrency: int, load_before: float) -> str:
-    """The markdown report: settings, one line per row, and the ratios to the bare endpoint."""
-    bare = rows[0]
+    """The markdown report: settings, one line per row, and the ratios to both baselines.
+
+    Ratios are to the mean of each baseline's two rows: the bare endpoint is what the HTTP
+    framework costs, the bare proxy that plus one policy call, so decide / bare proxy is what
+    routing, metrics and guardrails cost on top of the call. The CPU columns (microseconds per
+    request, of the serving process and of the policy servers) are steadier than the rates on
+    a shared machine; the CPU ratios are the serving process's, bare or proxy over decide.
+    """
+    bare = _mean_rate(rows, BARE_ROW)
+    proxy = _mean_rate(rows, PROXY_ROW)
     lines = [
         f"gateway decide benchmark: {seconds:g}s per row after {WARMUP:g}s warm-up, "
         f"{concurrency} connections, 1 load process; {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, load average before the run "
         f"{load_before:.2f}",
         "",
-        "| row | decisions/s | p50 ms | p99 ms | failed | vs bare (rate) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| row | decisions/s | p50 ms | p99 ms | failed | vs bare | vs bare proxy "
+        "| server CPU us | policy CPU us |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         lines.append(
             f"| {row.name} | {row.rate:,.0f} | {row.percentile(50):.2f} | "
-            f"{row.percentile(99):.2f} | {row.result.failures} | {row.rate / bare.rate:.2f}x |"
+            f"{row.percentile(99):.2f} | {row.result.failures} | {row.rate / bare:.2f}x | "
+            f"{row.rate / proxy:.2f}x | {row.cpu_per_request(0):.0f} | "
+            f"{row.cpu_per_request(1):.0f} |"
         )
-    split = next(row for row in rows if row.name == SPLIT_ROW)
     split_rate = _mean_rate(rows, SPLIT_ROW)
     guarded_rate = _mean_rate(rows, GUARDED_ROW)
     binding = next(row for row in rows if row.name == BINDING_ROW)
+    local = {mode: _mean_rate(rows, name) for mode, name in IN_PROCESS_ROWS.items()}
+    bare_cpu, proxy_cpu = _mean_cpu(rows, BARE_ROW), _mean_cpu(rows, PROXY_ROW)
+    local_cpu = {mode: bare_cpu / _mean_cpu(rows, name) for mode, name in IN_PROCESS_ROWS.items()}
+    http_cpu = {name: proxy_cpu / _mean_cpu(rows, name) for name in (OFF_ROW, SPLIT_ROW)}
     lines += [
         "",
-        f"ratio decide (split 50%) / bare: {split.rate / bare.rate:.2f} in throughput, "
-        f"{split.percentile(50) / bare.percentile(50):.1f}x the p50 latency",
+        f"ratio decide / bare proxy: off {_mean_rate(rows, OFF_ROW) / proxy:.2f}, split "
+        f"{split_rate / proxy:.2f} (goal >= 0.8), shadow (two calls) "
+        f"{_mean_rate(rows, SHADOW_ROW) / proxy:.2f} (goal >= 0.6) in throughput; split "
+        f"{_mean_p50(rows, SPLIT_ROW) / _mean_p50(rows, PROXY_ROW):.1f}x the p50 latency; "
+        f"CPU per request, proxy / decide: off {http_cpu[OFF_ROW]:.2f}, split "
+        f"{http_cpu[SPLIT_ROW]:.2f}, shadow {proxy_cpu / _mean_cpu(rows, SHADOW_ROW):.2f}",
+        f"ratio in-process decide / bare endpoint: off {local['off'] / bare:.2f}, split "
+        f"{local['split'] / bare:.2f}, shadow {local['shadow'] / bare:.2f} (goal >= 0.7) in "
+        f"throughput; CPU per request, bare / decide: off {local_cpu['off']:.2f}, split "
+        f"{local_cpu['split']:.2f}, shadow {local_cpu['shadow']:.2f}",
         f"ratio guardrails on / off (split 50%, mean of the alternating rows): "
         f"{guarded_rate / split_rate:.2f} in throughput (goal >= 0.9)",
         f"ratio guardrails overruling / off (split 50%): {binding.rate / split_rate:.2f}, with "
@@ -426,16 +598,19 @@ def table(rows: list[Row], seconds: float, concurrency: int, load_before: float)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the benchmark (default), or one of its processes (`--role bare|load`)."""
+    """Run the benchmark (default), or one of its processes (`--role bare|proxy|load`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per row")
     parser.add_argument("--concurrency", type=int, default=32, help="open connections")
-    parser.add_argument("--role", choices=["bench", "bare", "load"], default="bench")
+    parser.add_argument("--role", choices=["bench", "bare", "proxy", "load"], default="bench")
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--policy-uri", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "bare":
         serve_bare(args.port)
+    elif args.role == "proxy":
+        serve_proxy(args.port, args.policy_uri)
     elif args.role == "load":
         run_load(args.url, args.seconds, args.concurrency)
     else:

@@ -4,20 +4,23 @@
         --control-token-file /run/secrets/gateway-token
         --policy-uri http://127.0.0.1:8101 --policy-uri http://127.0.0.1:8102
         [--host 127.0.0.1] [--control-host 127.0.0.1] [--state-file PATH] [--reward-range 0,1]
+        [--route-store redis://127.0.0.1:6379/0]   (several replicas: docs/deployment.md)
 
 The control plane (routes, stats, metrics) needs a token, from a file or an environment
 variable (never the command line, which `ps` shows to everyone); without one the gateway
 refuses to start unless `--insecure-control-plane` says that is meant (tests, a laptop).
 
 SIGINT and SIGTERM stop it gracefully with exit status 0 (gateway.serving). A state file that
-cannot be read, a missing or weak token, a bad option or a port that is taken exit 2 before
-anything listens: serving without the routes it confirmed would send traffic to the wrong
-policies, and serving an open control plane would hand the routes to anyone.
+cannot be read, a route store that cannot be reached, a missing or weak token, a bad option or
+a port that is taken exit 2 before anything listens: serving without the routes it confirmed
+would send traffic to the wrong policies, and serving an open control plane would hand the
+routes to anyone.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from gateway.admission import DEFAULT_GENERATION_LEAD, DEFAULT_REWARD_RANGE, Rew
 from gateway.app import create_gateway
 from gateway.control import ControlToken, ControlTokenError
 from gateway.decisions import DEFAULT_CAPACITY, DEFAULT_TTL
+from gateway.in_process import InProcessPolicies, parse_policy_artifact
 from gateway.limits import (
     DEFAULT_BODY_LIMITS,
     DEFAULT_DECIDE_BYTES,
@@ -33,6 +37,7 @@ from gateway.limits import (
 )
 from gateway.metrics import DEFAULT_MAX_ACTIONS
 from gateway.policy_client import DEFAULT_PER_SERVER, DEFAULT_TIMEOUT
+from gateway.route_store import RouteStoreUnavailableError
 from gateway.routing_table import DEFAULT_MAX_TARGETS, StateFileError
 from gateway.serving import Listener, serve_all
 from rollout_specs import parse_duration
@@ -44,12 +49,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if (args.host, args.port) == (args.control_host, args.control_port):
         parser.error("the data plane and the control plane need different ports")
+    if not args.policy_uri and not args.policy_artifact:
+        parser.error("give at least one --policy-uri (or --policy-artifact)")
     try:
         gateway = create_gateway(
             policy_uris=args.policy_uri,
+            in_process=InProcessPolicies(args.policy_artifact, seed=args.policy_seed),
             control_token=_token(args),
             insecure_control_plane=args.insecure_control_plane,
             state_file=args.state_file,
+            route_store=args.route_store,
             policy_timeout=args.policy_timeout,
             policy_concurrency=args.policy_concurrency,
             decision_capacity=args.decision_capacity,
@@ -60,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_generation_lead=args.max_generation_lead,
             body_limits=BodyLimits(decide=args.max_decide_bytes),
         )
-    except (ControlTokenError, StateFileError, ValueError) as exc:
+    except (ControlTokenError, StateFileError, RouteStoreUnavailableError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     try:
         serve_all(
@@ -103,12 +112,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--policy-uri",
         action="append",
-        required=True,
+        default=[],
         metavar="URL",
         help="a policy server routes may name (repeat for each); others are refused",
     )
     parser.add_argument(
+        "--policy-artifact",
+        action="append",
+        type=_policy_artifact,
+        default=[],
+        metavar="URL=PATH",
+        help="serve the policy server URL routes name from this artifact file, evaluated "
+        "in-process instead of called (repeat for each; gateway.in_process)",
+    )
+    parser.add_argument(
+        "--policy-seed",
+        type=int,
+        default=None,
+        help="seed of the in-process policies' samplers (as the policy server's --seed)",
+    )
+    parser.add_argument(
         "--state-file", type=Path, default=None, help="JSON file keeping routes across restarts"
+    )
+    parser.add_argument(
+        "--route-store",
+        default=os.environ.get("LOCKGATE_ROUTE_STORE") or None,
+        metavar="URL",
+        help="Redis shared by every replica (redis://host:6379/0; default $LOCKGATE_ROUTE_STORE);"
+        " instead of --state-file when more than one gateway serves",
     )
     parser.add_argument(
         "--policy-timeout",
@@ -175,6 +206,13 @@ def _token(args: argparse.Namespace) -> ControlToken | None:
     if args.control_token_env is not None:
         return ControlToken.from_env(args.control_token_env)
     return None
+
+
+def _policy_artifact(text: str) -> tuple[str, Path]:
+    try:
+        return parse_policy_artifact(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _reward_range(text: str) -> RewardRange:

@@ -32,14 +32,12 @@ gateway's own words: nothing a policy server answered is echoed to a client.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
@@ -56,6 +54,7 @@ from gateway.admission import (
     RewardRange,
     RouteRefusedError,
     RouteRules,
+    normalize_policy_uri,
 )
 from gateway.caps import CapGuard
 from gateway.control import BearerGuard, ControlToken, ControlTokenError
@@ -66,7 +65,10 @@ from gateway.decisions import (
     AlreadyRewardedError,
     PendingDecisions,
     UnknownDecisionError,
+    new_decision_id,
 )
+from gateway.fast_json import FastJSONResponse
+from gateway.in_process import InProcessPolicies
 from gateway.limits import DEFAULT_BODY_LIMITS, BodyLimit, BodyLimits
 from gateway.metrics import DEFAULT_MAX_ACTIONS, GatewayMetrics
 from gateway.policy_client import (
@@ -75,7 +77,14 @@ from gateway.policy_client import (
     PolicyClient,
     policy_http_client,
 )
+from gateway.policy_http import PolicyHttp
 from gateway.reviews import AlreadyReviewedError, Reviews, UnknownProposalError, Verdict
+from gateway.route_store import (
+    LocalRouteStore,
+    RedisRouteStore,
+    RouteStore,
+    RouteStoreUnavailableError,
+)
 from gateway.routing_table import (
     DEFAULT_MAX_TARGETS,
     RouteConflictError,
@@ -152,8 +161,10 @@ def create_gateway(
     *,
     policy_uris: Iterable[str],
     control_token: ControlToken | None,
+    in_process: InProcessPolicies | None = None,
     insecure_control_plane: bool = False,
     state_file: Path | None = None,
+    route_store: str | None = None,
     policy_timeout: float = DEFAULT_TIMEOUT,
     policy_concurrency: int = DEFAULT_PER_SERVER,
     decision_capacity: int = DEFAULT_CAPACITY,
@@ -172,10 +183,14 @@ def create_gateway(
     Args:
         policy_uris: Base URLs of the only policy servers routes may name (and the gateway
             may call).
+        in_process: Artifacts the gateway evaluates itself, each under the URL of the policy
+            server it replaces (routes may name those URLs too; they are never called).
         control_token: The token the control plane requires; None only with
             `insecure_control_plane`.
         insecure_control_plane: Serve the control plane without a token (tests, a laptop).
         state_file: JSON file keeping the routes across restarts; None keeps them in memory.
+        route_store: URL of the Redis every replica shares its routes through
+            (gateway.route_store); None keeps them in this process (and `state_file`).
         policy_timeout: Seconds a policy server may take to answer one `act` (and a call may
             wait for its turn when the server already has `policy_concurrency` in flight).
         policy_concurrency: Most calls in flight to one policy server (gateway.policy_client).
@@ -194,19 +209,38 @@ def create_gateway(
 
     Raises:
         ControlTokenError: No token, and the control plane was not explicitly made insecure.
-        ValueError: A policy URI is not a plain http(s) base URL, or a bound is not positive.
+        ValueError: A policy URI is not a plain http(s) base URL, is both a policy server and
+            in-process, or a bound is not positive.
         StateFileError: `state_file` exists but cannot be read as the gateway's routes, or holds
             a route these rules refuse.
+        RouteStoreUnavailableError: `route_store` cannot be reached, or holds a route these
+            rules refuse.
     """
     if control_token is None and not insecure_control_plane:
         raise ControlTokenError(
             "the control plane needs a token (--control-token-file or --control-token-env); "
             "--insecure-control-plane serves it without one, for tests and local use only"
         )
-    servers = PolicyServers(policy_uris)
+    policy_uris = list(policy_uris)
+    local = in_process.uris if in_process is not None else []
+    both = set(local) & {normalize_policy_uri(uri) for uri in policy_uris}
+    if both:
+        raise ValueError(
+            f"{sorted(both)[0]} is both a --policy-uri and a --policy-artifact; give it once, "
+            "as the one way it is served"
+        )
+    servers = PolicyServers([*policy_uris, *local])
     rules = RouteRules(servers, max_generation_lead=max_generation_lead, clock=clock)
-    # first: a bad state file fails before anything opens
-    table = RoutingTable(state_file, rules=rules, max_targets=max_targets)
+    # first: a bad state file (or route store) fails before anything opens
+    table: RouteStore
+    if route_store is not None:
+        if state_file is not None:
+            raise ValueError("routes go to a state file or to a route store, not both")
+        shared = RedisRouteStore(route_store, rules=rules, max_targets=max_targets)
+        shared.check_stored()
+        table = shared
+    else:
+        table = LocalRouteStore(RoutingTable(state_file, rules=rules, max_targets=max_targets))
     http = policy_http_client(policy_timeout)
     metrics = GatewayMetrics(stats_retention=stats_retention, max_actions=max_actions)
     api = _Api(
@@ -215,7 +249,11 @@ def create_gateway(
         PendingDecisions(capacity=decision_capacity, ttl=decision_ttl),
         Decider(
             PolicyClient(
-                http, servers, per_server=policy_concurrency, queue_timeout=policy_timeout
+                http,
+                servers,
+                per_server=policy_concurrency,
+                queue_timeout=policy_timeout,
+                in_process=in_process,
             ),
             metrics,
             caps=CapGuard(clock=monotonic_clock),
@@ -230,7 +268,7 @@ def create_gateway(
             _endpoint("/v1/targets/{target}/feedback", api.feedback, "POST", limits.feedback),
             _endpoint("/healthz", api.healthz, "GET"),
         ],
-        lifespan=_closing(http),
+        lifespan=_closing(http, table),
     )
     control = Starlette(
         routes=[
@@ -263,7 +301,7 @@ class _Api:
 
     def __init__(
         self,
-        table: RoutingTable,
+        table: RouteStore,
         metrics: GatewayMetrics,
         pending: PendingDecisions,
         decider: Decider,
@@ -284,18 +322,21 @@ class _Api:
         if route.mode is not RouteMode.OFF and route.candidate is None:
             return _detail(422, f"mode {route.mode.value} needs a candidate; send one or mode off")
         try:
-            result = self.table.put(target, route)
+            result = await self.table.put(target, route)
         except RouteRefusedError as exc:
             return _detail(422, str(exc))
         except RouteConflictError as exc:
             return _detail(409, str(exc))
-        except StateFileError as exc:
+        except (StateFileError, RouteStoreUnavailableError) as exc:
             return _detail(503, f"route not applied: {exc}")
         return JSONResponse(result.route.model_dump(mode="json"))
 
     async def get_route(self, request: Request) -> Response:
         target = request.path_params["target"]
-        route = self.table.get(target)
+        try:
+            route = await self.table.get(target)
+        except RouteStoreUnavailableError as exc:
+            return _detail(503, str(exc))
         if route is None:
             return _detail(404, f"target {target} has no route")
         return JSONResponse(route.model_dump(mode="json"))
@@ -303,7 +344,10 @@ class _Api:
     async def decide(self, request: Request) -> Response:
         started = time.perf_counter()
         target = request.path_params["target"]
-        route = self.table.get(target)
+        try:
+            route = await self.table.serving(target)
+        except RouteStoreUnavailableError as exc:
+            return _detail(503, str(exc))
         if route is None:
             return _detail(404, f"target {target} has no route; lockgate (or a PUT) sets one")
         try:
@@ -316,7 +360,7 @@ class _Api:
             )
         except IncumbentUnavailableError as exc:
             return _detail(502, str(exc))
-        decision_id = uuid.uuid4().hex
+        decision_id = new_decision_id()
         segments: Segments = ()
         if ask.attributes:
             segments = self.metrics.segments.segments(target, ask.attributes)
@@ -327,7 +371,7 @@ class _Api:
         if params:
             self.metrics.action_values(target, decision.arm, decision.version, params)
         self.pending.add(decision_id, target, decision.arm, decision.version, segments)
-        answer = JSONResponse(
+        answer = FastJSONResponse(
             {
                 "decision_id": decision_id,
                 "action": decision.action,
@@ -435,13 +479,16 @@ class _Api:
         return JSONResponse({"status": "ok"})  # open on both planes: no targets, no versions
 
 
-def _closing(http: httpx.AsyncClient) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
-    """A lifespan that closes the policy client's pooled connections when the server stops."""
+def _closing(
+    http: PolicyHttp, routes: RouteStore
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """A lifespan that closes the policy client's (and route store's) pooled connections."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await http.aclose()
+        await routes.aclose()
 
     return lifespan
 

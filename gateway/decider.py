@@ -234,23 +234,47 @@ class Decider:
             params=served.params,
         )
 
+    async def _ask_both(
+        self, target: str, route: Route, candidate: PolicyVersion, context: Mapping[str, float]
+    ) -> tuple[Decision | Exception, PolicyAnswer | Exception]:
+        """The incumbent's decision and the candidate's answer in shadow, or why each failed."""
+        served: Decision | Exception
+        answer: PolicyAnswer | Exception
+        ask = self._act(target, Arm.CANDIDATE, candidate, RouteMode.SHADOW, context)
+        # Over HTTP, the candidate's call in a task, overlapping the incumbent's (one task, not
+        # the two of a gather; cancelling this decision cancels it too). In-process there is
+        # no I/O to overlap: one after the other, without a task.
+        local = self._policies.serves_in_process(candidate)
+        mirror = None if local else asyncio.create_task(ask)
+        try:
+            served = await self._incumbent(target, route, context)
+        except Exception as exc:
+            served = exc
+        except BaseException:
+            if mirror is not None:
+                mirror.cancel()
+            else:
+                ask.close()
+            raise
+        try:
+            answer = await (ask if mirror is None else mirror)
+        except Exception as exc:
+            answer = exc
+        return served, answer
+
     async def _shadow(
         self, target: str, route: Route, candidate: PolicyVersion, context: Mapping[str, float]
     ) -> Decision:
-        served, answer = await asyncio.gather(
-            self._incumbent(target, route, context),
-            self._act(target, Arm.CANDIDATE, candidate, RouteMode.SHADOW, context),
-            return_exceptions=True,
-        )
+        served, answer = await self._ask_both(target, route, candidate, context)
         version = candidate.version
         mirrored: PolicyAnswer | None = None
         if isinstance(answer, PolicyError):
             self._metrics.error(target, Arm.CANDIDATE, version)
-        elif isinstance(answer, BaseException):
+        elif isinstance(answer, Exception):
             raise answer
         else:
             mirrored = answer
-        if isinstance(served, BaseException):
+        if isinstance(served, Exception):
             raise served
         if mirrored is None:
             return served

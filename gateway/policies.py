@@ -28,7 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -188,6 +188,22 @@ class LinearSoftmaxPolicy:
         Raises:
             ContextError: A feature is missing or is not a finite number; the message names it.
         """
+        # The common case first, at half the cost: every feature present, a float, and finite
+        # (a non-finite value, or an overflowing sum, makes the sum non-finite); anything else
+        # takes the checking path below, which accepts or names the problem.
+        try:
+            values = [context[name] for name in self._features]
+        except KeyError:
+            return self._checked_feature_vector(context)
+        for value in values:
+            if type(value) is not float:
+                return self._checked_feature_vector(context)
+        if not math.isfinite(sum(cast("list[float]", values))):  # floats, checked just above
+            return self._checked_feature_vector(context)
+        return np.array(values, dtype=np.float64)
+
+    def _checked_feature_vector(self, context: Mapping[str, object]) -> npt.NDArray[np.float64]:
+        """`feature_vector`, checking each feature in turn (ints, and the errors' messages)."""
         missing = [name for name in self._features if name not in context]
         if missing:
             raise ContextError(
@@ -210,11 +226,13 @@ class LinearSoftmaxPolicy:
         Raises:
             ContextError: The context cannot be fed to the policy.
         """
-        logits = (self._weights @ self.feature_vector(context) + self._bias) * (
-            self._inverse_temperature
-        )
-        exponentials = np.exp(logits - logits.max())  # shifted: no overflow for large logits
-        result: npt.NDArray[np.float64] = exponentials / exponentials.sum()
+        # (W x + b) / T, then its softmax, computed in place: no array allocated per step
+        result: npt.NDArray[np.float64] = self._weights @ self.feature_vector(context)
+        result += self._bias
+        result *= self._inverse_temperature
+        result -= result.max()  # shifted: no overflow for large logits
+        np.exp(result, out=result)
+        result /= result.sum()
         return result
 
     def batch_probabilities(
@@ -256,10 +274,26 @@ class LinearSoftmaxPolicy:
             ContextError: The context cannot be fed to the policy.
         """
         probabilities = self.probabilities(context)
-        cumulative = np.cumsum(probabilities)
-        index = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-        index = min(index, len(self._actions) - 1)
+        index = self._draw(probabilities, rng)
         return self._actions[index], dict(zip(self._actions, probabilities.tolist(), strict=True))
+
+    def choose(self, context: Mapping[str, object], rng: np.random.Generator) -> str:
+        """Sample one action, as `act` does (one draw of `rng`, the same action for it).
+
+        For a caller that serves the action without the probabilities (the gateway evaluating
+        an artifact in-process), so a decision costs no dictionary it would throw away; one
+        sampler code path keeps it answering exactly what the policy server answers.
+
+        Raises:
+            ContextError: The context cannot be fed to the policy.
+        """
+        return self._actions[self._draw(self.probabilities(context), rng)]
+
+    def _draw(self, probabilities: npt.NDArray[np.float64], rng: np.random.Generator) -> int:
+        """The index of the action one uniform draw of `rng` picks, by inverse CDF."""
+        cumulative = probabilities.cumsum()
+        index = int(cumulative.searchsorted(rng.random() * cumulative[-1], side="right"))
+        return min(index, len(self._actions) - 1)
 
     def parameters(self, action: str, context: Mapping[str, object]) -> dict[str, float] | None:
         """The numeric parameters of `action` in this context, or None when it carries none.

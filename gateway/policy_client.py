@@ -13,27 +13,31 @@ Each policy server gets a bounded number of calls in flight (`per_server`), for 
 
 - **isolation**: a hung candidate can hold at most its own share of connections, never starve
   the incumbent's calls (which would turn a candidate fault into 502s for everyone);
-- **cost**: httpcore's pool re-scans its connections on every request and checks each idle one
-  with a syscall, so its CPU cost grows faster than linearly with open connections; a few busy
-  connections per server serve more decisions per second than many half-idle ones (measured
-  by benchmarks/gateway.py: 8 per server about doubles throughput against 32).
+- **cost**: a few busy kept-alive connections per server serve more decisions per second than
+  many half-idle ones (measured by benchmarks/gateway.py when the client was httpx: 8 per
+  server about doubled throughput against 32).
+
+The calls go through gateway.policy_http, a lean HTTP/1.1 client (a tenth of httpx's CPU per
+call); a version whose uri the gateway serves from an artifact (`--policy-artifact`,
+gateway.in_process) is evaluated in this process and never called.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import json
 import math
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
-
+from gateway import fast_json
 from gateway.admission import PolicyServers
+from gateway.policy_http import Endpoint, PolicyHttp, PolicyHttpError
 from rollout_specs import PolicyVersion
+
+if TYPE_CHECKING:
+    from gateway.in_process import InProcessPolicies, InProcessPolicy
 
 __all__ = [
     "MAX_ACTION_LENGTH",
@@ -51,6 +55,8 @@ MAX_ACTION_LENGTH = 128
 """Characters an action may have: actions are metric label values and answer fields."""
 MAX_PARAMS = 16
 """Parameters one answer may carry: each is a metric label value (`field`) and a sum to keep."""
+TIMED_OUT = "its policy server timed out"
+UNREACHABLE = "its policy server could not be reached"
 PARAM_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")
 """A parameter's name: spelled like a metric label name, so it reads the same in every query."""
 
@@ -80,34 +86,29 @@ class PolicyError(Exception):
         self.reason = reason
 
 
-def policy_http_client(timeout: float = DEFAULT_TIMEOUT) -> httpx.AsyncClient:
-    """The one pooled client the gateway uses for every policy server.
+def policy_http_client(timeout: float = DEFAULT_TIMEOUT) -> PolicyHttp:
+    """The one pooled client the gateway uses for every policy server (gateway.policy_http).
 
     Connections are kept alive (a decision costs one round trip, not a handshake), and every
-    phase has a bound, so a hung policy server costs a decision at most `timeout` seconds
-    instead of holding it forever. The pool's own cap is generous: `PolicyClient` bounds the
-    calls per server, which bounds the connections.
+    phase has a bound, so a hung policy server costs a decision at most about `timeout`
+    seconds instead of holding it forever. The pool has no cap of its own: `PolicyClient`
+    bounds the calls per server, which bounds the connections.
 
     Args:
-        timeout: Seconds allowed to read an answer (and to write the request, or wait for a
-            pooled connection); connecting gets at most about half of it.
+        timeout: Seconds allowed to write a request and read its answer; connecting gets at
+            most about half of it.
     """
-    _remember_that_sniffio_is_absent()
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 0.5 * timeout + 0.05)),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
-        headers={"content-type": "application/json"},
-        trust_env=False,  # policy servers are addressed directly, never through a proxy
-    )
+    return PolicyHttp(timeout)
 
 
 class _Server:
-    """One policy server: its parsed `/act` URL and the gate on its calls in flight."""
+    """One policy server: its `/act` URL, parsed once, and the gate on its calls in flight."""
 
-    __slots__ = ("gate", "url")
+    __slots__ = ("endpoint", "gate", "url")
 
     def __init__(self, uri: str, per_server: int) -> None:
-        self.url = httpx.URL(uri.rstrip("/") + "/act")  # parsed once: parsing costs ~25us
+        self.url = uri.rstrip("/") + "/act"
+        self.endpoint = Endpoint.parse(self.url)
         self.gate = asyncio.Semaphore(per_server)
 
 
@@ -119,15 +120,18 @@ class PolicyClient:
         allowed: The only policy servers it may call.
         per_server: Most calls in flight to one policy server; more wait their turn.
         queue_timeout: Seconds a call may wait for its turn before it fails.
+        in_process: Artifacts evaluated in the gateway, by the URL of the policy server each
+            replaces (gateway.in_process): a version with that uri is never called over HTTP.
     """
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: PolicyHttp,
         allowed: PolicyServers,
         *,
         per_server: int = DEFAULT_PER_SERVER,
         queue_timeout: float = DEFAULT_TIMEOUT,
+        in_process: InProcessPolicies | None = None,
     ) -> None:
         if per_server < 1:
             raise ValueError("per_server must be at least 1")
@@ -135,7 +139,8 @@ class PolicyClient:
         self._allowed = allowed
         self._per_server = per_server
         self._queue_timeout = queue_timeout
-        self._servers: dict[str, _Server] = {}
+        self._in_process = in_process
+        self._servers: dict[str, _Server | InProcessPolicy] = {}
 
     async def act(self, policy: PolicyVersion, context: Mapping[str, float]) -> PolicyAnswer:
         """The action `policy` takes in `context`, with its parameters if it gives any.
@@ -149,26 +154,45 @@ class PolicyClient:
             raise PolicyError(f"policy version {policy.version}: {reason}", reason)
         server = self._servers.get(policy.uri)
         if server is None:
-            if not self._allowed.allows(policy.uri):
-                reason = "its uri is not one of this gateway's policy servers"
-                raise PolicyError(f"{policy.uri}: {reason}", reason)
-            server = self._servers[policy.uri] = _Server(policy.uri, self._per_server)
-        payload = json.dumps({"context": dict(context)}, separators=(",", ":"))
+            server = self._server(policy.uri)
+        if not isinstance(server, _Server):
+            return server.act(context)
+        payload = fast_json.dumps({"context": dict(context)})
         await self._take_turn(server)
         try:
-            response = await self._http.post(server.url, content=payload)
-        except httpx.TimeoutException as exc:
-            raise PolicyError(
-                f"{server.url} timed out ({type(exc).__name__})", "its policy server timed out"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise PolicyError(
-                f"{server.url} failed: {type(exc).__name__}: {exc}",
-                "its policy server could not be reached",
-            ) from exc
+            status, body = await self._http.post(server.endpoint, payload)
+        except PolicyHttpError as exc:
+            if exc.timed_out:
+                raise PolicyError(f"{server.url} timed out: {exc}", TIMED_OUT) from exc
+            raise PolicyError(f"{server.url} failed: {exc}", UNREACHABLE) from exc
         finally:
             server.gate.release()
-        return _answer(server.url, response)
+        return _answer(server.url, status, body)
+
+    def serves_in_process(self, policy: PolicyVersion) -> bool:
+        """Whether `policy` is evaluated in this process.
+
+        Its `act` then does no I/O, so there is nothing to overlap it with: the decider runs
+        it without a task.
+        """
+        if self._in_process is None or not policy.uri:
+            return False
+        server = self._servers.get(policy.uri)
+        if server is not None:
+            return not isinstance(server, _Server)
+        return self._in_process.get(policy.uri) is not None
+
+    def _server(self, uri: str) -> _Server | InProcessPolicy:
+        """The server (or in-process policy) of a uri first seen, remembered for the next call."""
+        local = self._in_process.get(uri) if self._in_process is not None else None
+        if local is not None:
+            self._servers[uri] = local
+            return local
+        if not self._allowed.allows(uri):
+            reason = "its uri is not one of this gateway's policy servers"
+            raise PolicyError(f"{uri}: {reason}", reason)
+        server = self._servers[uri] = _Server(uri, self._per_server)
+        return server
 
     async def _take_turn(self, server: _Server) -> None:
         if not server.gate.locked():
@@ -185,20 +209,17 @@ class PolicyClient:
             ) from None
 
 
-def _answer(url: httpx.URL, response: httpx.Response) -> PolicyAnswer:
-    if response.status_code != 200:
+def _answer(url: str, status: int, body: bytes) -> PolicyAnswer:
+    if status != 200:
         raise PolicyError(
-            f"{url} answered {response.status_code}: {response.text[:200]}",
-            f"its policy server answered HTTP {response.status_code}",
+            f"{url} answered {status}: {_text(body)}", f"its policy server answered HTTP {status}"
         )
     unusable = "its policy server answered without a usable action"
     try:
-        document = json.loads(response.content)
+        document = fast_json.loads(body)
         action = document["action"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise PolicyError(
-            f"{url} answered without an action: {response.text[:200]}", unusable
-        ) from exc
+        raise PolicyError(f"{url} answered without an action: {_text(body)}", unusable) from exc
     if not isinstance(action, str) or not 0 < len(action) <= MAX_ACTION_LENGTH:
         raise PolicyError(
             f"{url} answered an action that is not a string of 1-{MAX_ACTION_LENGTH} "
@@ -237,15 +258,6 @@ def _params_problem(params: object) -> str | None:
     return None
 
 
-def _remember_that_sniffio_is_absent() -> None:
-    """Make httpcore's per-request `import sniffio` fail in a microsecond instead of ~100.
-
-    httpcore 1.0 imports the optional `sniffio` inside every lock and event it sets up; since
-    anyio 4.11 no longer installs sniffio, each of those imports fails, and Python does not
-    cache a failed import, so every request scans `sys.path` several times (a sixth of the
-    gateway's CPU under load; encode/httpcore#1103). A `None` in `sys.modules` is Python's
-    documented way to say "not importable": the import then fails at once. Nothing changes
-    when sniffio is installed.
-    """
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
+def _text(body: bytes) -> str:
+    """The start of an answer, for the log."""
+    return body[:200].decode("utf-8", "replace")

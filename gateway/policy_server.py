@@ -11,7 +11,6 @@ candidate for its probabilities over a whole decision log.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -19,9 +18,11 @@ from typing import Any, Final
 import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway import fast_json
+from gateway.fast_json import FastJSONResponse
 from gateway.policies import ArtifactError, ContextError, LinearSoftmaxPolicy, load_policy
 from gateway.serving import serve
 
@@ -53,9 +54,9 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
         "actions": list(policy.actions),
     }
 
-    async def act(request: Request) -> JSONResponse:
+    async def act(request: Request) -> Response:
         try:
-            body = json.loads(await request.body())
+            body = fast_json.loads(await request.body())
         except ValueError as exc:
             return _unprocessable(f"the body is not JSON: {exc}")
         if isinstance(body, dict) and "contexts" in body:
@@ -77,7 +78,7 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
         }
         if params is not None:
             answer["params"] = params
-        return JSONResponse(answer)
+        return FastJSONResponse(answer)
 
     def _score(contexts: Any) -> JSONResponse:
         if not isinstance(contexts, list) or not all(isinstance(c, dict) for c in contexts):

@@ -13,6 +13,10 @@ from a PUT nor from its state file (a state file holding one fails the start, na
 With a state file every change is written (temp file, fsync, `os.replace`) before it is
 acknowledged, so a gateway restarted after a crash serves exactly the routes it confirmed, and a
 reader never sees a half-written file.
+
+This table is one gateway's; several replicas share their routes through a Redis instead
+(gateway.route_store), under the same rules and with the same messages (`conflict`,
+`too_many_targets`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ __all__ = [
     "RoutingTable",
     "StateFileError",
     "TooManyTargetsError",
+    "conflict",
+    "too_many_targets",
 ]
 
 DEFAULT_MAX_TARGETS = 256
@@ -123,17 +129,10 @@ class RoutingTable:
         self._check(target, route)
         held = self._routes.get(target)
         if held is None and len(self._routes) >= self._max_targets:
-            raise TooManyTargetsError(
-                f"this gateway already routes {len(self._routes)} targets, its --max-targets; "
-                f"target {target} was not added"
-            )
+            raise too_many_targets(len(self._routes), target)
         if held is not None:
             if route.generation < held.generation:
-                raise RouteConflictError(
-                    f"target {target} holds generation {held.generation} of rollout "
-                    f"{held.rollout_id}; generation {route.generation} of rollout "
-                    f"{route.rollout_id} is older and was not applied"
-                )
+                raise conflict(target, held, route)
             if route.generation == held.generation:
                 return PutResult(held, changed=False)
         routes = {**self._routes, target: route}
@@ -145,6 +144,23 @@ class RoutingTable:
     def _check(self, target: str, route: Route) -> None:
         if self._rules is not None:
             self._rules.check(target, route)
+
+
+def conflict(target: str, held: Route, refused: Route) -> RouteConflictError:
+    """The 409 for `refused`, naming the newer route `held` (one wording for every store)."""
+    return RouteConflictError(
+        f"target {target} holds generation {held.generation} of rollout {held.rollout_id}; "
+        f"generation {refused.generation} of rollout {refused.rollout_id} is older and was not "
+        "applied"
+    )
+
+
+def too_many_targets(held: int, target: str) -> TooManyTargetsError:
+    """The 422 for a new target once `held` targets (the --max-targets) have a route."""
+    return TooManyTargetsError(
+        f"this gateway already routes {held} targets, its --max-targets; target {target} was "
+        "not added"
+    )
 
 
 def _load(path: Path) -> dict[str, Route]:

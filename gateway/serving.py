@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Iterator, Sequence
@@ -104,6 +105,12 @@ def serve_all(listeners: Sequence[Listener]) -> None:
             )
             for listener in listeners
         ]
+        # Everything built so far (modules, the apps, their schemas and metrics: ~70,000
+        # objects in the gateway) lives as long as the process; frozen, out of the collector's
+        # sight, they no longer make every full collection walk them again (the gateway's
+        # decide app driven in-process: collections 4 -> 2 us per decision, and each full
+        # collection's pause, one every ~15,000 decisions, 40 -> 17 ms).
+        gc.freeze()
         # the event loop uvicorn.run would pick (uvloop when installed)
         with asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner:
             runner.run(_serve(servers, sockets))

@@ -14,6 +14,8 @@ from gateway.routing_table import (
     RoutingTable,
     StateFileError,
     TooManyTargetsError,
+    conflict,
+    too_many_targets,
 )
 from rollout_specs import Guardrails, PolicyVersion
 
@@ -69,6 +71,18 @@ def test_an_older_generation_is_refused_naming_the_holder() -> None:
     assert "rollout-offers/run-b" in message
     assert "generation 6" in message
     assert table.get("offers") == _route(7, rollout_id="rollout-offers/run-b")
+
+
+def test_every_store_refuses_in_the_same_words() -> None:
+    """The shared store (gateway.route_store) raises these too: one wording for lockgate's log."""
+    table = RoutingTable(max_targets=1)
+    held = table.put("offers", _route(7, rollout_id="rollout-offers/run-b")).route
+    with pytest.raises(RouteConflictError) as refused:
+        table.put("offers", _route(6))
+    assert str(refused.value) == str(conflict("offers", held, _route(6)))
+    with pytest.raises(TooManyTargetsError) as full:
+        table.put("ranker", _route(1))
+    assert str(full.value) == str(too_many_targets(1, "ranker"))
 
 
 def test_targets_are_independent() -> None:
