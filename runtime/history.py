@@ -252,6 +252,7 @@ class _RunReader:
             EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: self._completed_activity,
             EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: self._failed_activity,
             EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: self._failed_activity,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED: self._cancelled_activity,
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: self._update,
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED: self._update_completed,
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: self._completed,
@@ -322,6 +323,14 @@ class _RunReader:
             verdict = await self._decode(attributes.result, TriggerVerdict)
             result = CheckResult(checked_at=_time(event), verdicts=[verdict])
         self._checks.append(RecordedCheck(run_id=self._run_id, stage=pending.stage, result=result))
+
+    async def _cancelled_activity(self, event: HistoryEvent) -> None:
+        """A check the workflow cancelled (a rollback, a promotion) is no check.
+
+        The activity may still answer, but the workflow never read that answer.
+        """
+        scheduled = event.activity_task_cancel_requested_event_attributes.scheduled_event_id
+        self._scheduled.pop(scheduled, None)
 
     async def _failed_activity(self, event: HistoryEvent) -> None:
         """A check that could not run: every trigger judged `error`, as the workflow does."""

@@ -10,6 +10,7 @@ from runtime.rollouts import CommandRefused, query_status, send_command, submit_
 from tests.conftest import build_spec, record_history, spec_document
 from tests.helpers.servers import MetricsServer, RouterServer
 from tests.helpers.waiting import wait_until
+from workflows.messages import StatusResult
 from workflows.state import Phase
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -107,8 +108,12 @@ async def test_pausing_never_disarms_the_rollback_triggers(
     await send_command(client, target, "pause", actor="bob", reason="investigating")
     metrics.set("error_rate", 0.5)
     await wait_until(lambda: (router.current(target) or {}).get("mode") == "off", what="rollback")
-    status = await query_status(client, target)
-    assert status.state.phase is Phase.ROLLED_BACK
+
+    async def rolled_back() -> StatusResult | None:  # the router answers before the workflow
+        status = await query_status(client, target)  # has read its answer
+        return status if status.state.phase is Phase.ROLLED_BACK else None
+
+    status = await wait_until(rolled_back, what="the rolled_back phase")
     assert status.state.rollback is not None
     assert status.state.rollback.actor == "trigger:error-rate"
 
