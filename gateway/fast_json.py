@@ -49,4 +49,4 @@ class FastJSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         """The body: compact UTF-8 JSON, as JSONResponse writes it."""
-        return orjson.dumps(content)
+        return dumps(content)

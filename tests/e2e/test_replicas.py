@@ -76,6 +76,20 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+async def _two_replicas(
+    tmp_path: Path,
+    redis: RunningRedis,
+    policies: tuple[PolicyServer, PolicyServer],
+    http: httpx.AsyncClient,
+    processes: list[ManagedProcess],
+) -> tuple[Replica, Replica]:
+    """Gateways `a` and `b`, started together on one route store."""
+    a, b = await asyncio.gather(
+        *(_start(None, tmp_path, n, redis, policies, http, processes) for n in "ab")
+    )
+    return a, b
+
+
 async def _start(
     replica: Replica | None,
     tmp_path: Path,
@@ -146,9 +160,7 @@ async def test_two_gateways_serve_one_route_and_a_rollback_is_never_served_stale
     http: httpx.AsyncClient,
     processes: list[ManagedProcess],
 ) -> None:
-    a, b = await asyncio.gather(
-        *(_start(None, tmp_path, n, redis_store, policies, http, processes) for n in "ab")
-    )
+    a, b = await _two_replicas(tmp_path, redis_store, policies, http, processes)
     generation = _generation()
     assert (await _put(http, a, _route(generation, policies, 100))).status_code == 200
     first = await _decide(http, b, "u-0")
@@ -201,9 +213,7 @@ async def test_a_killed_replica_restarts_on_the_route_written_while_it_was_down(
     http: httpx.AsyncClient,
     processes: list[ManagedProcess],
 ) -> None:
-    a, b = await asyncio.gather(
-        *(_start(None, tmp_path, n, redis_store, policies, http, processes) for n in "ab")
-    )
+    a, b = await _two_replicas(tmp_path, redis_store, policies, http, processes)
     generation = _generation()
     assert (await _put(http, a, _route(generation, policies, 10))).status_code == 200
     assert (await _decide(http, b, "u-1"))["mode"] == "split"
@@ -226,9 +236,7 @@ async def test_without_redis_the_incumbent_serves_and_route_writes_are_refused(
     http: httpx.AsyncClient,
     processes: list[ManagedProcess],
 ) -> None:
-    a, b = await asyncio.gather(
-        *(_start(None, tmp_path, n, redis_store, policies, http, processes) for n in "ab")
-    )
+    a, b = await _two_replicas(tmp_path, redis_store, policies, http, processes)
     generation = _generation()
     assert (await _put(http, a, _route(generation, policies, 100))).status_code == 200
     assert (await _decide(http, b, "u-1"))["arm"] == "candidate"

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.__main__ import main as gateway_main
 from gateway.admission import PolicyServers
-from gateway.app import create_gateway
+from gateway.app import Gateway, create_gateway
 from gateway.in_process import (
     REFUSED_REASON,
     InProcessPolicies,
@@ -32,6 +32,17 @@ def _contexts(count: int, seed: int) -> list[dict[str, float]]:
     rng = random.Random(seed)
     features = load_policy(CAPPED).artifact.features
     return [{name: rng.uniform(-1.0, 2.0) for name in features} for _ in range(count)]
+
+
+def _clients(gateway: Gateway) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+    """Clients of the gateway's control plane and data plane, in this process."""
+    control = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=gateway.control), base_url="http://control"
+    )
+    data = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=gateway.data), base_url="http://data"
+    )
+    return control, data
 
 
 async def _served_by_the_policy_server(
@@ -166,12 +177,7 @@ async def test_the_gateway_serves_an_in_process_route_without_any_policy_server(
         "scope": None,
         "guardrails": {},
     }
-    control = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=gateway.control), base_url="http://control"
-    )
-    data = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=gateway.data), base_url="http://data"
-    )
+    control, data = _clients(gateway)
     async with control, data:
         (await control.put("/v1/targets/offers/route", json=route)).raise_for_status()
         context = _contexts(1, 1)[0]
@@ -207,12 +213,7 @@ async def test_shadow_and_split_with_in_process_policies() -> None:
         "scope": None,
         "guardrails": {},
     }
-    control = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=gateway.control), base_url="http://control"
-    )
-    data = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=gateway.data), base_url="http://data"
-    )
+    control, data = _clients(gateway)
     async with control, data:
         (await control.put("/v1/targets/offers/route", json=route)).raise_for_status()
         for context in _contexts(20, 2):
