@@ -19,9 +19,11 @@ over a minimal HTTP/1.1 client (so the client's own cost stays small next to the
 Units are drawn from 100,000 ids, so split mode really splits.
 
 Rows: both baselines; decide with the route in `off` (one policy call), `split` at 50% (one
-call, half to each policy server), `shadow` (two concurrent calls), `split` again with every
-guardrail at work (a binding share cap, a value cap, a reviewed action queueing proposals);
-the in-process gateway in `off`, `split` and `shadow`; and each baseline again (the ratios use
+call, half to each policy server), `shadow` (two concurrent calls), `shadow` by a gateway
+mirroring the candidate's calls in batches after answering (`--shadow-mirror batched`: one
+call per decision, the candidate's batched), `split` again with every guardrail at work (a
+binding share cap, a value cap, a reviewed action queueing proposals); the in-process
+gateway in `off`, `split` and `shadow`; and each baseline again (the ratios use
 the mean of its two rows, so that drift over the run weighs on both sides). Each row prints
 its throughput, p50 and p99 latency, its ratio to each baseline, and the CPU time per request
 of the serving process and of the policy servers (read from /proc): steadier than throughput
@@ -475,6 +477,15 @@ def benchmark(seconds: float, concurrency: int) -> list[Row]:
         for generation, (mode, name, guardrails) in enumerate(routes, start=1):
             _put_route(control, generation, mode, incumbent, candidate, guardrails)
             load(name, gateway, both)
+        # Shadow again, by a gateway mirroring the candidate's calls in batches, off the
+        # response path (--shadow-mirror batched; gateway.mirror)
+        mirror_port = _free_port()
+        mirroring = running.start("mirroring gateway", ["-m", "gateway", "--control-port",
+                                  str(mirror_port), "--insecure-control-plane", "--policy-uri",
+                                  incumbent, "--policy-uri", candidate, "--shadow-mirror",
+                                  "batched"])  # fmt: skip
+        _put_route(f"http://127.0.0.1:{mirror_port}", 1, "shadow", incumbent, candidate)
+        load(MIRROR_ROW, mirroring, both)
         load(PROXY_ROW, proxy, [incumbent])  # the baseline of the rows just measured, again
         _put_route(control, len(routes) + 1, "split", incumbent, candidate, BINDING)
         before = _overruled_and_decided(control)
@@ -502,6 +513,7 @@ PROXY_ROW = "bare proxy (one policy call)"
 OFF_ROW = "decide off"
 SPLIT_ROW = "decide split 50%"
 SHADOW_ROW = "decide shadow"
+MIRROR_ROW = "decide shadow, batched mirror"
 GUARDED_ROW = "decide split 50% + caps + review"
 BINDING_ROW = "decide split 50%, guardrails overruling"
 IN_PROCESS_ROWS = {
@@ -580,10 +592,12 @@ def table(rows: list[Row], seconds: float, concurrency: int, load_before: float)
         "",
         f"ratio decide / bare proxy: off {_mean_rate(rows, OFF_ROW) / proxy:.2f}, split "
         f"{split_rate / proxy:.2f} (goal >= 0.8), shadow (two calls) "
-        f"{_mean_rate(rows, SHADOW_ROW) / proxy:.2f} (goal >= 0.6) in throughput; split "
+        f"{_mean_rate(rows, SHADOW_ROW) / proxy:.2f}, shadow with the batched mirror "
+        f"{_mean_rate(rows, MIRROR_ROW) / proxy:.2f} (goal >= 0.6) in throughput; split "
         f"{_mean_p50(rows, SPLIT_ROW) / _mean_p50(rows, PROXY_ROW):.1f}x the p50 latency; "
         f"CPU per request, proxy / decide: off {http_cpu[OFF_ROW]:.2f}, split "
-        f"{http_cpu[SPLIT_ROW]:.2f}, shadow {proxy_cpu / _mean_cpu(rows, SHADOW_ROW):.2f}",
+        f"{http_cpu[SPLIT_ROW]:.2f}, shadow {proxy_cpu / _mean_cpu(rows, SHADOW_ROW):.2f}, "
+        f"batched {proxy_cpu / _mean_cpu(rows, MIRROR_ROW):.2f}",
         f"ratio in-process decide / bare endpoint: off {local['off'] / bare:.2f}, split "
         f"{local['split'] / bare:.2f}, shadow {local['shadow'] / bare:.2f} (goal >= 0.7) in "
         f"throughput; CPU per request, bare / decide: off {local_cpu['off']:.2f}, split "

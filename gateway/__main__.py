@@ -5,6 +5,7 @@
         --policy-uri http://127.0.0.1:8101 --policy-uri http://127.0.0.1:8102
         [--host 127.0.0.1] [--control-host 127.0.0.1] [--state-file PATH] [--reward-range 0,1]
         [--route-store redis://127.0.0.1:6379/0]   (several replicas: docs/deployment.md)
+        [--shadow-mirror batched]   (shadow's candidate off the response path: gateway.mirror)
 
 The control plane (routes, stats, metrics) needs a token, from a file or an environment
 variable (never the command line, which `ps` shows to everyone); without one the gateway
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.admission import DEFAULT_GENERATION_LEAD, DEFAULT_REWARD_RANGE, RewardRange
-from gateway.app import create_gateway
+from gateway.app import SHADOW_MIRRORS, create_gateway
 from gateway.control import ControlToken, ControlTokenError
 from gateway.decisions import DEFAULT_CAPACITY, DEFAULT_TTL
 from gateway.in_process import InProcessPolicies, parse_policy_artifact
@@ -36,6 +37,7 @@ from gateway.limits import (
     BodyLimits,
 )
 from gateway.metrics import DEFAULT_MAX_ACTIONS
+from gateway.mirror import DEFAULT_QUEUE
 from gateway.policy_client import DEFAULT_PER_SERVER, DEFAULT_TIMEOUT
 from gateway.route_store import RouteStoreUnavailableError
 from gateway.routing_table import DEFAULT_MAX_TARGETS, StateFileError
@@ -68,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_actions=args.max_actions,
             max_generation_lead=args.max_generation_lead,
             body_limits=BodyLimits(decide=args.max_decide_bytes),
+            shadow_mirror=args.shadow_mirror,
+            mirror_queue=args.shadow_mirror_queue,
         )
     except (ControlTokenError, StateFileError, RouteStoreUnavailableError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
@@ -130,6 +134,23 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="seed of the in-process policies' samplers (as the policy server's --seed)",
+    )
+    parser.add_argument(
+        "--shadow-mirror",
+        choices=SHADOW_MIRRORS,
+        default="sync",
+        help="in shadow, ask a candidate behind a policy server beside the incumbent, its action "
+        "in the answer (sync, the default), or after answering, in batches through the policy "
+        "server's batch form, shadow_action null (batched: one policy call per decision, the "
+        "candidate's batched; gateway.mirror)",
+    )
+    parser.add_argument(
+        "--shadow-mirror-queue",
+        type=int,
+        default=DEFAULT_QUEUE,
+        metavar="N",
+        help=f"batched: most mirrors waiting for their batch (default {DEFAULT_QUEUE}); more are "
+        "dropped and counted in lockgate_shadow_mirrors_dropped_total",
     )
     parser.add_argument(
         "--state-file", type=Path, default=None, help="JSON file keeping routes across restarts"

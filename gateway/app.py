@@ -45,8 +45,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as Endpoint
+from starlette.types import Receive, Scope, Send
 
 from activities.contracts import Route, RouteMode
+from gateway import fast_json
 from gateway.admission import (
     DEFAULT_GENERATION_LEAD,
     DEFAULT_REWARD_RANGE,
@@ -67,10 +69,10 @@ from gateway.decisions import (
     UnknownDecisionError,
     new_decision_id,
 )
-from gateway.fast_json import FastJSONResponse
 from gateway.in_process import InProcessPolicies
-from gateway.limits import DEFAULT_BODY_LIMITS, BodyLimit, BodyLimits
+from gateway.limits import DEFAULT_BODY_LIMITS, BodyLimit, BodyLimits, admit, read_body
 from gateway.metrics import DEFAULT_MAX_ACTIONS, GatewayMetrics
+from gateway.mirror import DEFAULT_QUEUE
 from gateway.policy_client import (
     DEFAULT_PER_SERVER,
     DEFAULT_TIMEOUT,
@@ -97,6 +99,7 @@ from gateway.validation import describe
 
 __all__ = [
     "MAX_REVIEW_LIMIT",
+    "SHADOW_MIRRORS",
     "DecideRequest",
     "FeedbackRequest",
     "Gateway",
@@ -104,6 +107,8 @@ __all__ = [
     "create_gateway",
 ]
 
+SHADOW_MIRRORS = ("sync", "batched")
+"""The ways shadow may ask a candidate behind a policy server (`--shadow-mirror`)."""
 DEFAULT_REVIEW_LIMIT = 50
 MAX_REVIEW_LIMIT = 1000
 """Most proposals one listing answers: a page a human reads, not a dump of the queue."""
@@ -175,6 +180,8 @@ def create_gateway(
     max_actions: int = DEFAULT_MAX_ACTIONS,
     max_generation_lead: float = DEFAULT_GENERATION_LEAD,
     body_limits: BodyLimits = DEFAULT_BODY_LIMITS,
+    shadow_mirror: str = "sync",
+    mirror_queue: int = DEFAULT_QUEUE,
     clock: Callable[[], float] = time.time,
     monotonic_clock: Callable[[], float] = time.monotonic,
 ) -> Gateway:
@@ -203,6 +210,11 @@ def create_gateway(
         max_generation_lead: Seconds a route's generation (epoch milliseconds) may lie ahead
             of `clock`.
         body_limits: The largest body of each kind of request.
+        shadow_mirror: How shadow asks a candidate behind a policy server: `sync`, beside the
+            incumbent, its action in the answer (`shadow_action`); `batched`, after the answer,
+            in batches (gateway.mirror; `shadow_action` is null).
+        mirror_queue: Most shadow mirrors waiting for their batch (`batched`); more are
+            dropped and counted.
         clock: Wall-clock seconds since the epoch, for the generation bound (and the dates of
             review proposals).
         monotonic_clock: Seconds for the share caps' sliding windows (tests drive their own).
@@ -216,6 +228,10 @@ def create_gateway(
         RouteStoreUnavailableError: `route_store` cannot be reached, or holds a route these
             rules refuse.
     """
+    if shadow_mirror not in SHADOW_MIRRORS:
+        raise ValueError(
+            f"shadow_mirror is one of {', '.join(SHADOW_MIRRORS)}, not {shadow_mirror!r}"
+        )
     if control_token is None and not insecure_control_plane:
         raise ControlTokenError(
             "the control plane needs a token (--control-token-file or --control-token-env); "
@@ -258,17 +274,19 @@ def create_gateway(
             metrics,
             caps=CapGuard(clock=monotonic_clock),
             reviews=Reviews(metrics, clock=clock),
+            mirror_queue=mirror_queue if shadow_mirror == "batched" else None,
         ),
         reward_range,
+        decide_limit=body_limits.decide,
     )
     limits = body_limits
     data = Starlette(
         routes=[
-            _endpoint("/v1/targets/{target}/decide", api.decide, "POST", limits.decide),
+            Endpoint("/v1/targets/{target}/decide", _DecideEndpoint(api), methods=["POST"]),
             _endpoint("/v1/targets/{target}/feedback", api.feedback, "POST", limits.feedback),
             _endpoint("/healthz", api.healthz, "GET"),
         ],
-        lifespan=_closing(http, table),
+        lifespan=_closing(http, table, api.decider),
     )
     control = Starlette(
         routes=[
@@ -306,8 +324,11 @@ class _Api:
         pending: PendingDecisions,
         decider: Decider,
         reward_range: RewardRange,
+        *,
+        decide_limit: int = DEFAULT_BODY_LIMITS.decide,
     ) -> None:
         self.table = table
+        self.decide_limit = decide_limit
         self.metrics = metrics
         self.pending = pending
         self.decider = decider
@@ -341,25 +362,34 @@ class _Api:
             return _detail(404, f"target {target} has no route")
         return JSONResponse(route.model_dump(mode="json"))
 
-    async def decide(self, request: Request) -> Response:
+    async def decide(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /v1/targets/{target}/decide, as a plain ASGI app (`_DecideEndpoint`)."""
         started = time.perf_counter()
-        target = request.path_params["target"]
+        limit = self.decide_limit
+        if not await admit(scope, receive, send, limit):
+            return
+        target = scope["path_params"]["target"]
         try:
             route = await self.table.serving(target)
         except RouteStoreUnavailableError as exc:
-            return _detail(503, str(exc))
+            return await _detail(503, str(exc))(scope, receive, send)
         if route is None:
-            return _detail(404, f"target {target} has no route; lockgate (or a PUT) sets one")
+            detail = f"target {target} has no route; lockgate (or a PUT) sets one"
+            return await _detail(404, detail)(scope, receive, send)
+        body = await read_body(receive, send, limit)
+        if body is None:
+            return
         try:
-            ask = DecideRequest.model_validate_json(await request.body())
+            ask = DecideRequest.model_validate_json(body)
         except ValidationError as exc:
-            return _detail(422, f"bad decide request: {describe(exc)}")
+            detail = f"bad decide request: {describe(exc)}"
+            return await _detail(422, detail)(scope, receive, send)
         try:
             decision = await self.decider.decide(
                 target, route, ask.unit_id, ask.context, ask.attributes
             )
         except IncumbentUnavailableError as exc:
-            return _detail(502, str(exc))
+            return await _detail(502, str(exc))(scope, receive, send)
         decision_id = new_decision_id()
         segments: Segments = ()
         if ask.attributes:
@@ -371,7 +401,7 @@ class _Api:
         if params:
             self.metrics.action_values(target, decision.arm, decision.version, params)
         self.pending.add(decision_id, target, decision.arm, decision.version, segments)
-        answer = FastJSONResponse(
+        content = fast_json.dumps(
             {
                 "decision_id": decision_id,
                 "action": decision.action,
@@ -386,7 +416,18 @@ class _Api:
             }
         )
         self.metrics.latency(target, decision.arm, time.perf_counter() - started)
-        return answer
+        # the head starlette's Response would send for this body (JSON, its length)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", b"%d" % len(content)),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
 
     async def feedback(self, request: Request) -> Response:
         target = request.path_params["target"]
@@ -479,14 +520,38 @@ class _Api:
         return JSONResponse({"status": "ok"})  # open on both planes: no targets, no versions
 
 
+class _DecideEndpoint:
+    """The decide endpoint as a plain ASGI app, not a Starlette request handler.
+
+    Decide is the gateway's hot path, and Starlette's per-request machinery around a handler
+    (a Request, a Response, two wrapping senders for its exception handlers, and the body
+    limit as a middleware wrapping `receive` and `send` once more) cost ~6 us of CPU per
+    decision, a third of what the gateway itself does for an in-process one (measured by
+    driving the app in-process: 27 -> 21 us a decision). The endpoint answers the same: the
+    same body limit (gateway.limits.admit and read_body: 400, 413), the same errors as
+    `{"detail"}` JSON, the same headers on a decision; exceptions still reach the app's error
+    middleware.
+    """
+
+    __slots__ = ("_api",)
+
+    def __init__(self, api: _Api) -> None:
+        self._api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one decide request."""
+        await self._api.decide(scope, receive, send)
+
+
 def _closing(
-    http: PolicyHttp, routes: RouteStore
+    http: PolicyHttp, routes: RouteStore, decider: Decider
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
-    """A lifespan that closes the policy client's (and route store's) pooled connections."""
+    """A lifespan that stops the shadow mirror and closes the pooled connections."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await decider.aclose()
         await http.aclose()
         await routes.aclose()
 

@@ -2,7 +2,9 @@
 
 - `off`: the incumbent serves.
 - `shadow`: both policies are asked at once; the incumbent's action is served, the candidate's
-  is recorded (decision, agreement, would-be guardrail violation) and never served.
+  is recorded (decision, agreement, would-be guardrail violation) and never served. With a
+  mirror (`--shadow-mirror batched`), a candidate behind a policy server is asked after the
+  answer instead, in batches (gateway.mirror), and recorded the same way when they answer.
 - `split`: the unit's sticky arm serves (gateway.assignment).
 
 Guardrails, in this order, on the candidate's decision (the first that applies overrules it):
@@ -43,6 +45,7 @@ from activities.contracts import Route, RouteMode
 from gateway.assignment import Arm, assign
 from gateway.caps import CapGuard, Intervention
 from gateway.metrics import GatewayMetrics
+from gateway.mirror import DEFAULT_MAX_BATCH, Mirror, ShadowMirror
 from gateway.policy_client import PolicyAnswer, PolicyClient, PolicyError
 from gateway.reviews import Reviews
 from rollout_specs import PolicyVersion
@@ -90,12 +93,35 @@ class Decider:
         *,
         caps: CapGuard | None = None,
         reviews: Reviews | None = None,
+        mirror_queue: int | None = None,
+        mirror_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
+        """Serve with `policies`, recording in `metrics`.
+
+        `mirror_queue`: None asks shadow's candidate on the response path (its action is in
+        the answer); a number mirrors it in batches, off the path, with at most that many
+        waiting (gateway.mirror), `mirror_batch` at most in one call.
+        """
         self._policies = policies
         self._metrics = metrics
         self._caps = caps if caps is not None else CapGuard()
         self.reviews = reviews if reviews is not None else Reviews(metrics)
         self._logged: dict[tuple[str, str, str], float] = {}
+        self.mirror = (
+            None
+            if mirror_queue is None
+            else ShadowMirror(
+                self._mirror_batch,
+                metrics.mirror_dropped,
+                capacity=mirror_queue,
+                max_batch=mirror_batch,
+            )
+        )
+
+    async def aclose(self) -> None:
+        """Stop mirroring (the gateway is stopping)."""
+        if self.mirror is not None:
+            await self.mirror.aclose()
 
     async def decide(
         self,
@@ -265,6 +291,11 @@ class Decider:
     async def _shadow(
         self, target: str, route: Route, candidate: PolicyVersion, context: Mapping[str, float]
     ) -> Decision:
+        mirror = self.mirror
+        if mirror is not None and not self._policies.serves_in_process(candidate):
+            decision = await self._incumbent(target, route, context)
+            mirror.offer(Mirror(target, route, candidate, context, decision.action))
+            return decision
         served, answer = await self._ask_both(target, route, candidate, context)
         version = candidate.version
         mirrored: PolicyAnswer | None = None
@@ -278,23 +309,60 @@ class Decider:
             raise served
         if mirrored is None:
             return served
-        action = mirrored.action
-        self._metrics.decision(target, Arm.CANDIDATE, version, RouteMode.SHADOW, action)
-        self._metrics.shadow_pair(target, served.action, action)
-        overruled = self._guard(target, route, version, mirrored)
-        kind = guardrail = None
-        if overruled is not None:  # would-be: counted, never queued (nothing is served)
-            kind, guardrail = overruled
-            self._metrics.intervention(target, version, guardrail, kind)
-        if route.guardrails.caps:  # what the candidate would have served
-            self._caps.served(target, route, action if kind is None else served.action)
+        overruled = self._record_shadow(target, route, version, served.action, mirrored)
+        kind, guardrail = overruled if overruled is not None else (None, None)
         return Decision(
             served.action,
             Arm.INCUMBENT,
             served.version,
             RouteMode.SHADOW,
-            shadow_action=action,
+            shadow_action=mirrored.action,
             guardrail=guardrail,
             intervention=kind,
             params=served.params,
         )
+
+    def _record_shadow(
+        self, target: str, route: Route, version: str, served: str, mirrored: PolicyAnswer
+    ) -> tuple[Intervention, str] | None:
+        """Record one candidate answer beside the incumbent's served action, as shadow evidence.
+
+        The candidate's decision, the pair, and the guardrail that would have overruled it
+        (returned, as `_guard` gives it).
+        """
+        action = mirrored.action
+        self._metrics.decision(target, Arm.CANDIDATE, version, RouteMode.SHADOW, action)
+        self._metrics.shadow_pair(target, served, action)
+        overruled = self._guard(target, route, version, mirrored)
+        if overruled is not None:  # would-be: counted, never queued (nothing is served)
+            kind, guardrail = overruled
+            self._metrics.intervention(target, version, guardrail, kind)
+        if route.guardrails.caps:  # what the candidate would have served
+            self._caps.served(target, route, action if overruled is None else served)
+        return overruled
+
+    async def _mirror_batch(self, mirrors: list[Mirror]) -> None:
+        """Ask the candidate for a batch of mirrored decisions and record each as shadow does.
+
+        One policy latency is observed per batch call (its own round trip, for all its
+        contexts); a failed call counts an error for each of its mirrors, as that many failed
+        calls would have.
+        """
+        first = mirrors[0]
+        target, candidate = first.target, first.candidate
+        version = candidate.version
+        started = time.perf_counter()
+        answers: list[PolicyAnswer | PolicyError]
+        try:
+            answers = await self._policies.act_many(candidate, [m.context for m in mirrors])
+        except PolicyError as exc:
+            answers = [exc] * len(mirrors)
+        finally:
+            elapsed = time.perf_counter() - started
+            self._metrics.policy_latency(target, Arm.CANDIDATE, version, RouteMode.SHADOW, elapsed)
+        for mirror, answer in zip(mirrors, answers, strict=True):
+            if isinstance(answer, PolicyError):
+                self._log_failure(target, Arm.CANDIDATE, version, answer)
+                self._metrics.error(target, Arm.CANDIDATE, version)
+            else:
+                self._record_shadow(target, mirror.route, version, mirror.served, answer)

@@ -95,6 +95,8 @@ class PendingDecisions:
         # collections alone, and growing, with a long pause at each full collection.
         self._entries: OrderedDict[str, tuple[str, str, str, float, Segments]] = OrderedDict()
         self._rewarded: set[str] = set()
+        self._oldest = float("inf")
+        """When the oldest entry was taken (inf: none), so most adds forget nothing unlooked."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -104,9 +106,13 @@ class PendingDecisions:
     ) -> None:
         """Remember a decision just served, forgetting the oldest beyond the bounds."""
         now = self._clock()
+        entries = self._entries
         # str(): an arm given as a StrEnum member (a tracked object) becomes its plain value
-        self._entries[decision_id] = (target, str(arm), version, now, segments)
-        self._forget(now)
+        entries[decision_id] = (target, str(arm), version, now, segments)
+        if len(entries) == 1:
+            self._oldest = now
+        elif len(entries) > self.capacity or now - self._oldest > self.ttl:
+            self._forget(now)
 
     def reward(self, decision_id: str, target: str) -> Served:
         """Claim a decision's one reward.
@@ -137,6 +143,8 @@ class PendingDecisions:
         while entries:
             oldest_id, oldest = next(iter(entries.items()))
             if len(entries) <= self.capacity and now - oldest[3] <= self.ttl:
+                self._oldest = oldest[3]
                 return
             del entries[oldest_id]
             self._rewarded.discard(oldest_id)
+        self._oldest = float("inf")

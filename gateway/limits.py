@@ -26,6 +26,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "LINGER_SECONDS",
     "BodyLimit",
     "BodyLimits",
+    "admit",
+    "read_body",
     "refuse",
 ]
 
@@ -130,6 +133,57 @@ class BodyLimit:
             if started:  # pragma: no cover - every endpoint reads its body before answering
                 raise
             await refuse(receive, send, 413, _too_large(limit))
+
+
+async def admit(scope: Scope, receive: Receive, send: Send, limit: int) -> bool:
+    """`BodyLimit`'s first check, for an endpoint that reads its own body (`read_body`).
+
+    The decide endpoint does without the middleware, whose two wrapping callables per request
+    cost more than counting the bytes where they are read; both answer the same.
+
+    Returns:
+        True when the declared length is within `limit`; False when it is not, or malformed,
+        and the refusal (413, or 400) was sent.
+    """
+    declared = _content_length(scope)
+    if declared is None:
+        await refuse(receive, send, 400, "Content-Length must be one whole number of bytes")
+        return False
+    if declared > limit:
+        await refuse(receive, send, 413, _too_large(limit))
+        return False
+    return True
+
+
+async def read_body(receive: Receive, send: Send, limit: int) -> bytes | None:
+    """The whole request body, counted as it arrives, as `BodyLimit` counts it.
+
+    Returns:
+        The body; None when it passed `limit`, and the 413 was sent.
+
+    Raises:
+        ClientDisconnect: The client went away before the end of the body (as starlette's
+            `Request.body()` raises it).
+    """
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk: bytes = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                await refuse(receive, send, 413, _too_large(limit))
+                return None
+            if not message.get("more_body", False):
+                if not chunks:
+                    return chunk  # the common case: the whole body in one message
+                chunks.append(chunk)
+                return b"".join(chunks)
+            chunks.append(chunk)
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
 
 
 def _too_large(limit: int) -> str:

@@ -23,6 +23,7 @@ once in the windowed stats that answer the `http` monitoring provider.
     lockgate_review_proposals_total{target,version}
     lockgate_review_verdicts_total{target,version,verdict}
     lockgate_review_dropped_total{target}
+    lockgate_shadow_mirrors_dropped_total{target}
 
 An intervention is a candidate decision a guardrail overruled (kind `blocked`, `review`, `value`,
 `share`; in shadow, one it would have overruled), named by its guardrail: the action for
@@ -173,7 +174,13 @@ class GatewayMetrics:
             "lockgate_review_dropped", "Proposals dropped unreviewed: the queue was full "
             "(review.max_pending) and they were the oldest.", ["target"], registry=registry,
         )  # fmt: skip
+        self._mirrors_dropped = Counter(
+            "lockgate_shadow_mirrors_dropped", "Shadow decisions whose candidate call was never "
+            "made: the batched mirror's queue was full (--shadow-mirror batched).", ["target"],
+            registry=registry,
+        )  # fmt: skip
         self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
+        self._decided: dict[tuple[str, str, str, str, str], Counter] = {}
 
     def _child(self, family: _Family, labels: tuple[str, ...]) -> _Family:
         key = (id(family), labels)
@@ -204,8 +211,16 @@ class GatewayMetrics:
 
     def decision(self, target: str, arm: str, version: str, mode: str, action: str) -> None:
         """A policy version took a decision (served it, or in shadow would have)."""
-        action = self.action_label(target, action)
-        self._child(self._decisions, (target, arm, version, mode, action)).inc()
+        # Once per decision, so its child is found by the event itself; only actions that are
+        # their own label are remembered so, which bounds this memo as the labels are bounded.
+        key = (target, arm, version, mode, action)
+        child = self._decided.get(key)
+        if child is None:
+            label = self.action_label(target, action)
+            child = self._child(self._decisions, (target, arm, version, mode, label))
+            if label == action:
+                self._decided[key] = child
+        child.inc()
         self.stats.decision(target, version)
 
     def error(self, target: str, arm: str, version: str) -> None:
@@ -273,6 +288,10 @@ class GatewayMetrics:
     def review_dropped(self, target: str) -> None:
         """A proposal was dropped unreviewed (its queue was full)."""
         self._child(self._dropped, (target,)).inc()
+
+    def mirror_dropped(self, target: str) -> None:
+        """A shadow decision's candidate call was dropped: the mirror queue was full."""
+        self._child(self._mirrors_dropped, (target,)).inc()
 
     def reward(
         self, target: str, arm: str, version: str, reward: float, segments: Segments = ()

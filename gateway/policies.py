@@ -22,8 +22,11 @@ what the router's value caps and spend metrics read.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import math
+import operator
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -164,6 +167,10 @@ class LinearSoftmaxPolicy:
         self._weights = np.asarray(artifact.weights, dtype=np.float64).reshape(shape)
         self._bias = np.asarray(artifact.bias, dtype=np.float64)
         self._inverse_temperature = 1.0 / artifact.temperature
+        # The same numbers as Python floats, for one context at a time (`_weights_of`).
+        self._rows = tuple(
+            (tuple(row), bias) for row, bias in zip(artifact.weights, artifact.bias, strict=True)
+        )
         self._parameters = {
             action: tuple(
                 (field, p.intercept, tuple(p.weights.items())) for field, p in fields.items()
@@ -188,22 +195,27 @@ class LinearSoftmaxPolicy:
         Raises:
             ContextError: A feature is missing or is not a finite number; the message names it.
         """
+        return np.array(self._feature_values(context), dtype=np.float64)
+
+    def _feature_values(self, context: Mapping[str, object]) -> list[float]:
+        """`feature_vector` as a list of Python floats (what one decision computes with)."""
         # The common case first, at half the cost: every feature present, a float, and finite
         # (a non-finite value, or an overflowing sum, makes the sum non-finite); anything else
         # takes the checking path below, which accepts or names the problem.
         try:
             values = [context[name] for name in self._features]
         except KeyError:
-            return self._checked_feature_vector(context)
+            return self._checked_feature_values(context)
         for value in values:
             if type(value) is not float:
-                return self._checked_feature_vector(context)
-        if not math.isfinite(sum(cast("list[float]", values))):  # floats, checked just above
-            return self._checked_feature_vector(context)
-        return np.array(values, dtype=np.float64)
+                return self._checked_feature_values(context)
+        floats = cast("list[float]", values)  # floats, checked just above
+        if not math.isfinite(sum(floats)):
+            return self._checked_feature_values(context)
+        return floats
 
-    def _checked_feature_vector(self, context: Mapping[str, object]) -> npt.NDArray[np.float64]:
-        """`feature_vector`, checking each feature in turn (ints, and the errors' messages)."""
+    def _checked_feature_values(self, context: Mapping[str, object]) -> list[float]:
+        """`_feature_values`, checking each feature in turn (ints, and the errors' messages)."""
         missing = [name for name in self._features if name not in context]
         if missing:
             raise ContextError(
@@ -218,7 +230,7 @@ class LinearSoftmaxPolicy:
             if not math.isfinite(value):
                 raise ContextError(f"feature {name} must be finite, not {value!r}")
             values.append(float(value))
-        return np.asarray(values, dtype=np.float64)
+        return values
 
     def probabilities(self, context: Mapping[str, object]) -> npt.NDArray[np.float64]:
         """The probability of each action (artifact order) in this context; they sum to 1.
@@ -273,9 +285,11 @@ class LinearSoftmaxPolicy:
         Raises:
             ContextError: The context cannot be fed to the policy.
         """
-        probabilities = self.probabilities(context)
-        index = self._draw(probabilities, rng)
-        return self._actions[index], dict(zip(self._actions, probabilities.tolist(), strict=True))
+        weights, cumulative = self._weights_of(context)
+        action = self._actions[self._draw(cumulative, rng)]
+        total = cumulative[-1]
+        actions = self._actions
+        return action, {name: weight / total for name, weight in zip(actions, weights, strict=True)}
 
     def choose(self, context: Mapping[str, object], rng: np.random.Generator) -> str:
         """Sample one action, as `act` does (one draw of `rng`, the same action for it).
@@ -287,12 +301,28 @@ class LinearSoftmaxPolicy:
         Raises:
             ContextError: The context cannot be fed to the policy.
         """
-        return self._actions[self._draw(self.probabilities(context), rng)]
+        return self._actions[self._draw(self._weights_of(context)[1], rng)]
 
-    def _draw(self, probabilities: npt.NDArray[np.float64], rng: np.random.Generator) -> int:
+    def _weights_of(self, context: Mapping[str, object]) -> tuple[list[float], list[float]]:
+        """The unnormalised softmax weights of one context's actions, and their running sums.
+
+        Plain Python floats, not numpy: for a handful of actions and features, each numpy
+        call costs more than its arithmetic (`probabilities` took 4.7 us a context, this
+        about a third of it). `act` and `choose` share it, so the policy server and a
+        gateway evaluating the artifact in-process draw the same action from the same draw;
+        the numbers agree with `probabilities` to the last bit or two (another order of the
+        same sums).
+        """
+        values = self._feature_values(context)
+        scale = self._inverse_temperature
+        scores = [(sum(map(operator.mul, row, values)) + bias) * scale for row, bias in self._rows]
+        top = max(scores)  # shifted: no overflow for large scores
+        weights = [math.exp(score - top) for score in scores]
+        return weights, list(itertools.accumulate(weights))
+
+    def _draw(self, cumulative: list[float], rng: np.random.Generator) -> int:
         """The index of the action one uniform draw of `rng` picks, by inverse CDF."""
-        cumulative = probabilities.cumsum()
-        index = int(cumulative.searchsorted(rng.random() * cumulative[-1], side="right"))
+        index = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
         return min(index, len(self._actions) - 1)
 
     def parameters(self, action: str, context: Mapping[str, object]) -> dict[str, float] | None:

@@ -27,9 +27,9 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway import fast_json
 from gateway.admission import PolicyServers
@@ -149,25 +149,60 @@ class PolicyClient:
             PolicyError: The version has no uri, its server is not allowed, or it failed to
                 answer with an action.
         """
+        server = self._server_of(policy)
+        if not isinstance(server, _Server):
+            return server.act(context)
+        payload = fast_json.dumps({"context": context if type(context) is dict else dict(context)})
+        status, body = await self._post(server, payload)
+        return _answer(server.url, status, body)
+
+    def _server_of(self, policy: PolicyVersion) -> _Server | InProcessPolicy:
+        """Where `policy` is served from.
+
+        Raises:
+            PolicyError: It has no uri, or its server is not allowed.
+        """
         if not policy.uri:
             reason = "it has no uri to be served from"
             raise PolicyError(f"policy version {policy.version}: {reason}", reason)
         server = self._servers.get(policy.uri)
         if server is None:
             server = self._server(policy.uri)
-        if not isinstance(server, _Server):
-            return server.act(context)
-        payload = fast_json.dumps({"context": dict(context)})
+        return server
+
+    async def _post(self, server: _Server, payload: bytes) -> tuple[int, bytes]:
+        """One call to `server`, in its turn: the answer's status and body."""
         await self._take_turn(server)
         try:
-            status, body = await self._http.post(server.endpoint, payload)
+            return await self._http.post(server.endpoint, payload)
         except PolicyHttpError as exc:
             if exc.timed_out:
                 raise PolicyError(f"{server.url} timed out: {exc}", TIMED_OUT) from exc
             raise PolicyError(f"{server.url} failed: {exc}", UNREACHABLE) from exc
         finally:
             server.gate.release()
-        return _answer(server.url, status, body)
+
+    async def act_many(
+        self, policy: PolicyVersion, contexts: Sequence[Mapping[str, float]]
+    ) -> list[PolicyAnswer | PolicyError]:
+        """The action `policy` takes in each context, in one call (the batch form, sampling).
+
+        `POST {uri}/act` with `{"contexts": [...], "sample": true}` (gateway.policy_server):
+        the server decides each context as the single form would. A context it refused is a
+        PolicyError in its place; the others stand.
+
+        Raises:
+            PolicyError: The whole call failed (as `act` fails), or the answer is not one
+                decision per context; and for a version served in-process, which is never
+                called (the decider evaluates those itself).
+        """
+        server = self._server_of(policy)
+        if not isinstance(server, _Server):
+            reason = "it is evaluated in-process, not called"
+            raise PolicyError(f"policy version {policy.version}: {reason}", reason)
+        payload = fast_json.dumps({"contexts": list(contexts), "sample": True})
+        status, body = await self._post(server, payload)
+        return _answers(server.url, status, body, len(contexts))
 
     def serves_in_process(self, policy: PolicyVersion) -> bool:
         """Whether `policy` is evaluated in this process.
@@ -209,16 +244,52 @@ class PolicyClient:
             ) from None
 
 
+_UNUSABLE = "its policy server answered without a usable action"
+
+
 def _answer(url: str, status: int, body: bytes) -> PolicyAnswer:
     if status != 200:
         raise PolicyError(
             f"{url} answered {status}: {_text(body)}", f"its policy server answered HTTP {status}"
         )
-    unusable = "its policy server answered without a usable action"
     try:
         document = fast_json.loads(body)
-        action = document["action"]
+    except ValueError as exc:
+        raise PolicyError(f"{url} answered without an action: {_text(body)}", _UNUSABLE) from exc
+    return _decision(url, document, body)
+
+
+def _answers(url: str, status: int, body: bytes, count: int) -> list[PolicyAnswer | PolicyError]:
+    """A sampling batch answer: one decision, or the error of one context, per context."""
+    if status != 200:
+        raise PolicyError(
+            f"{url} answered {status}: {_text(body)}", f"its policy server answered HTTP {status}"
+        )
+    try:
+        decisions = fast_json.loads(body)["decisions"]
     except (ValueError, KeyError, TypeError) as exc:
+        raise PolicyError(f"{url} answered no decisions: {_text(body)}", _UNUSABLE) from exc
+    if not isinstance(decisions, list) or len(decisions) != count:
+        raise PolicyError(f"{url} answered not one decision per context: {_text(body)}", _UNUSABLE)
+    answers: list[PolicyAnswer | PolicyError] = []
+    for document in decisions:
+        if isinstance(document, dict) and "detail" in document and "action" not in document:
+            message = f"{url} refused a context: {str(document['detail'])[:200]}"
+            answers.append(PolicyError(message, "its policy server answered HTTP 422"))
+            continue
+        try:
+            answers.append(_decision(url, document, body))
+        except PolicyError as exc:
+            answers.append(exc)
+    return answers
+
+
+def _decision(url: str, document: Any, body: bytes) -> PolicyAnswer:
+    """The action (and parameters) of one decision a policy server answered."""
+    unusable = _UNUSABLE
+    try:
+        action = document["action"]
+    except (KeyError, TypeError) as exc:
         raise PolicyError(f"{url} answered without an action: {_text(body)}", unusable) from exc
     if not isinstance(action, str) or not 0 < len(action) <= MAX_ACTION_LENGTH:
         raise PolicyError(

@@ -3,7 +3,8 @@
 The gateway reaches policies only over HTTP, so the incumbent and the candidate of the demo and
 of the tests are separate servers, and a candidate that is down is a real connection failure.
 `POST /act` also scores a batch of contexts at once, which is how the offline gate asks a
-candidate for its probabilities over a whole decision log.
+candidate for its probabilities over a whole decision log, and decides a batch (`"sample":
+true`), which is how a gateway mirrors shadow decisions off its response path (gateway.mirror).
 
     python -m gateway.policy_server --policy offers-42.json --port 8102 [--host 127.0.0.1]
 """
@@ -41,6 +42,10 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
     wrong with the context. The batch form, `{"contexts": [{feature: number}, ...]}` (at most
     MAX_BATCH), answers `{"probabilities": [{action: p}, ...], "version"}` in the same order and
     samples no action: it is for scoring logged contexts, computed in one vectorised pass.
+    With `"sample": true` it decides instead, context by context as the single form does (the
+    same sampler, drawn in order): `{"decisions": [{"action", "params"?} | {"detail"}, ...],
+    "version"}`, a context the policy cannot take answered by its own `detail` rather than
+    failing the others. That is how a gateway mirrors shadow decisions in batches (gateway.mirror).
     `GET /healthz` answers the policy's name, version and actions.
 
     Args:
@@ -60,6 +65,8 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
         except ValueError as exc:
             return _unprocessable(f"the body is not JSON: {exc}")
         if isinstance(body, dict) and "contexts" in body:
+            if body.get("sample") is True:
+                return _decide_each(policy, rng, body["contexts"])
             return _score(body["contexts"])
         context = body.get("context") if isinstance(body, dict) else None
         if not isinstance(context, dict):
@@ -81,12 +88,9 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
         return FastJSONResponse(answer)
 
     def _score(contexts: Any) -> JSONResponse:
-        if not isinstance(contexts, list) or not all(isinstance(c, dict) for c in contexts):
-            return _unprocessable('send {"contexts": [{feature: number, ...}, ...]}')
-        if len(contexts) > MAX_BATCH:
-            return _unprocessable(
-                f"{len(contexts)} contexts in one request; send at most {MAX_BATCH} per request"
-            )
+        problem = _batch_problem(contexts)
+        if problem is not None:
+            return problem
         try:
             matrix = policy.batch_probabilities(contexts)
         except ContextError as exc:
@@ -101,6 +105,37 @@ def create_policy_app(policy: LinearSoftmaxPolicy, seed: int | None = None) -> S
     return Starlette(
         routes=[Route("/act", act, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])]
     )
+
+
+def _decide_each(policy: LinearSoftmaxPolicy, rng: np.random.Generator, contexts: Any) -> Response:
+    """The sampling batch form: one decision (or the `detail` of a refused context) each."""
+    problem = _batch_problem(contexts)
+    if problem is not None:
+        return problem
+    decisions: list[dict[str, Any]] = []
+    for context in contexts:
+        try:
+            action = policy.choose(context, rng)
+            params = policy.parameters(action, context)
+        except ContextError as exc:
+            decisions.append({"detail": str(exc)})
+            continue
+        decision: dict[str, Any] = {"action": action}
+        if params is not None:
+            decision["params"] = params
+        decisions.append(decision)
+    return FastJSONResponse({"decisions": decisions, "version": policy.version})
+
+
+def _batch_problem(contexts: Any) -> JSONResponse | None:
+    """The 422 a batch's `contexts` deserves, or None when it is a list of at most MAX_BATCH."""
+    if not isinstance(contexts, list) or not all(isinstance(c, dict) for c in contexts):
+        return _unprocessable('send {"contexts": [{feature: number, ...}, ...]}')
+    if len(contexts) > MAX_BATCH:
+        return _unprocessable(
+            f"{len(contexts)} contexts in one request; send at most {MAX_BATCH} per request"
+        )
+    return None
 
 
 def _unprocessable(detail: str) -> JSONResponse:

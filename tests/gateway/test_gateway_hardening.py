@@ -40,18 +40,6 @@ ANSWER_WITHIN = 10.0
 """Seconds a refusal may take to arrive; it comes at once, this only bounds a broken test."""
 
 
-@pytest.fixture(scope="module")
-def incumbent() -> Iterator[PolicyServer]:
-    with PolicyServer(ARTIFACTS / "offers-41.json") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def candidate() -> Iterator[PolicyServer]:
-    with PolicyServer(ARTIFACTS / "offers-42.json") as server:
-        yield server
-
-
 @pytest.fixture
 def policy_servers(incumbent: PolicyServer, candidate: PolicyServer) -> list[UvicornThread]:
     return [incumbent, candidate]

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +41,6 @@ TARGET = "offers"
 BLOCKED = "discount_90"
 SAFE = {"basket": 30.0, "risky": 0.0}
 RISKY = {"basket": 30.0, "risky": 1.0}
-
-
-@pytest.fixture(scope="module")
-def incumbent() -> Iterator[PolicyServer]:
-    with PolicyServer(ARTIFACTS / "offers-41.json") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def candidate() -> Iterator[PolicyServer]:
-    with PolicyServer(ARTIFACTS / "offers-42.json") as server:
-        yield server
 
 
 @pytest.fixture

@@ -53,6 +53,28 @@ def test_a_decision_expires_after_the_ttl() -> None:
     assert len(pending) == 1
 
 
+def test_adding_forgets_what_expired_meanwhile_and_then_tracks_the_next_oldest() -> None:
+    clock = Clock()
+    pending = PendingDecisions(ttl=60, clock=clock)
+    pending.add("first", "offers", "incumbent", "41")
+    clock.now += 40
+    pending.add("second", "offers", "incumbent", "41")
+    clock.now += 21  # "first" is 61s old: the next add forgets it, and only it
+    pending.add("third", "offers", "incumbent", "41")
+    assert len(pending) == 2
+    clock.now += 40  # "second" is 21 + 40 = 61s old now, "third" 40s
+    pending.add("fourth", "offers", "incumbent", "41")
+    assert len(pending) == 2
+    with pytest.raises(UnknownDecisionError):
+        pending.reward("second", "offers")
+    clock.now += 200  # everything expired: the memory empties, and starts again
+    pending.add("fifth", "offers", "incumbent", "41")
+    assert len(pending) == 1
+    clock.now += 59
+    pending.add("sixth", "offers", "incumbent", "41")
+    assert len(pending) == 2
+
+
 def test_beyond_capacity_the_oldest_decisions_are_forgotten() -> None:
     pending = PendingDecisions(capacity=3)
     for n in range(5):

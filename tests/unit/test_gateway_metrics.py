@@ -26,6 +26,7 @@ EXPECTED = {
     "lockgate_policy_latency_seconds_sum": {"target", "arm", "version", "mode"},
     "lockgate_shadow_agreements_total": {"target", "agree"},
     "lockgate_shadow_pairs_total": {"target", "incumbent_action", "candidate_action"},
+    "lockgate_shadow_mirrors_dropped_total": {"target"},
 }
 
 
@@ -37,6 +38,7 @@ def _record_one_of_each(metrics: GatewayMetrics) -> None:
     metrics.latency("offers", "candidate", 0.003)
     metrics.policy_latency("offers", "candidate", "42", "shadow", 0.002)
     metrics.shadow_pair("offers", "discount_10", "no_offer")
+    metrics.mirror_dropped("offers")
 
 
 def _samples(metrics: GatewayMetrics) -> dict[str, list[tuple[dict[str, str], float]]]:

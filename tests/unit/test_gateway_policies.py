@@ -156,3 +156,30 @@ def test_load_policy_refuses_an_unreadable_file(
         path.write_text(content, encoding="utf-8")
     with pytest.raises(ArtifactError, match=message):
         load_policy(path)
+
+
+def test_one_decisions_numbers_are_the_vectorised_ones_to_the_last_bits() -> None:
+    """`act` computes one context in plain floats; `probabilities` (numpy) gives the same."""
+    policy = _policy(
+        actions=["a", "b", "c", "d"],
+        features=["x", "y", "z"],
+        weights=[[0.3, -1.2, 2.0], [0.0, 0.5, -0.7], [1.1, 1.1, 1.1], [-2.0, 0.1, 0.0]],
+        bias=[0.1, -0.4, 0.0, 0.9],
+        temperature=0.7,
+    )
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        context = {name: float(rng.normal(0, 3)) for name in ("x", "y", "z")}
+        _, probabilities = policy.act(context, np.random.default_rng(1))
+        expected = policy.probabilities(context).tolist()
+        assert list(probabilities.values()) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+
+
+def test_act_and_choose_draw_the_same_action_from_the_same_draws() -> None:
+    policy = _policy(actions=["a", "b", "c"], weights=[[1.0], [0.0], [-1.0]], bias=[0.0, 0.5, 0.2])
+    contexts = [{"basket": value / 10} for value in range(-50, 50)]
+    acted = np.random.default_rng(9)
+    chosen = np.random.default_rng(9)
+    sampled = [policy.act(context, acted)[0] for context in contexts]
+    assert sampled == [policy.choose(context, chosen) for context in contexts]
+    assert len(set(sampled)) == 3
