@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from temporalio import activity
@@ -28,6 +27,7 @@ from activities.errors import NoDataError, ProviderError, UnknownBackendError
 from activities.heartbeat import heartbeating
 from activities.providers.base import MetricProvider
 from activities.registry import BackendRegistry
+from activities.server_clock import AttemptClock
 from analysis.budget import reward_loss_upper_bound
 from analysis.drift import action_drift, judge_drift
 from analysis.review import review_rejections
@@ -76,6 +76,7 @@ class CheckActivities:
         deadline passes (`error` for the triggers still waiting), and at once when a trigger
         fails for the failure_limit-th time in a row: that rollback never waits on the others.
         """
+        clock = AttemptClock()
         try:
             provider = self._backends.provider(check.monitoring)
         except UnknownBackendError as exc:
@@ -93,7 +94,7 @@ class CheckActivities:
             activity.logger.info(
                 "check %s: %s (%s)", verdict.trigger, verdict.outcome.value, verdict.detail
             )
-        return CheckResult(checked_at=datetime.now(UTC), verdicts=verdicts, gate=gate)
+        return CheckResult(checked_at=clock.now(), verdicts=verdicts, gate=gate)
 
 
 async def _gather_until_decided(

@@ -36,6 +36,7 @@ __all__ = [
     "CheckInput",
     "CheckResult",
     "Evidence",
+    "LandedRoute",
     "Notification",
     "OfflineEvalInput",
     "Outcome",
@@ -87,6 +88,17 @@ class Route(Contract):
     percent: float = Field(default=0.0, ge=0, le=100)
     scope: dict[str, list[str]] | None = None
     guardrails: Guardrails = Field(default_factory=Guardrails)
+
+
+class LandedRoute(Route):
+    """A route the router confirmed, and when it did (activities/server_clock.py).
+
+    A stage's bake counts from `landed_at`, a time recorded in the workflow's history, not from
+    the clock of the workflow task that reads the answer: that clock can read seconds stale on a
+    worker that takes a rollout over. None in answers recorded before this field existed.
+    """
+
+    landed_at: datetime | None = None
 
 
 class ApplyRouteInput(Contract):
@@ -169,6 +181,10 @@ class CheckResult(Contract):
     """All verdicts of one check, in the spec's trigger order."""
 
     checked_at: datetime
+    """When the check ended, by the server's clock (activities/server_clock.py). A stage's bake
+    is measured up to this time, recorded in the history, so a replay decides it as the live run
+    did; the workflow task's own clock (`workflow.now()`) can read the previous task's time on a
+    worker that has just met the rollout through a query."""
     verdicts: list[TriggerVerdict]
     gate: TriggerVerdict | None = None
     """The stage's advance_when verdict, when it has one."""

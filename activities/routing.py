@@ -11,11 +11,12 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import APPLY_ROUTE, ApplyRouteInput, Route
+from activities.contracts import APPLY_ROUTE, ApplyRouteInput, LandedRoute, Route
 from activities.errors import BackendError, RouteConflict, RouteMismatch
 from activities.heartbeat import heartbeating
 from activities.registry import BackendRegistry
 from activities.routers.base import TrafficRouter
+from activities.server_clock import AttemptClock
 
 __all__ = ["RoutingActivities"]
 
@@ -27,8 +28,9 @@ class RoutingActivities:
         self._backends = backends
 
     @activity.defn(name=APPLY_ROUTE)
-    async def apply_route(self, request: ApplyRouteInput) -> Route:
+    async def apply_route(self, request: ApplyRouteInput) -> LandedRoute:
         """Set the route, read it back, and fail unless the router holds exactly that route."""
+        clock = AttemptClock()
         route = request.route
         try:
             router = self._backends.router(request.router)
@@ -47,7 +49,7 @@ class RoutingActivities:
             activity.logger.debug("route %s: %s", request.target, exc)
             raise ApplicationError(str(exc), type=type(exc).__name__) from exc
         activity.logger.info("route %s: applied %s", request.target, _describe(route))
-        return route
+        return LandedRoute(**dict(route), landed_at=clock.now())
 
 
 async def _explain_conflict(

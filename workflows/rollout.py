@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         RUN_CHECKS,
         ApplyRouteInput,
         CheckResult,
+        LandedRoute,
         Notification,
         OfflineEvalInput,
         Outcome,
@@ -140,6 +141,15 @@ CHECK_MARGIN = timedelta(seconds=5)
 PREEMPT = "rollback-preempts"
 """Patch id: rollbacks cancel work in flight, landing loops continue as new, conflicts escalate.
 Histories recorded before it replay with the behaviour they were recorded with."""
+EVIDENCE_CLOCK = "bake-measured-on-evidence"
+"""Patch id: a stage's bake is measured from the route's landing to the check's end, both times
+recorded in the history by the activities, never with the workflow task's clock. With the Temporal
+Python SDK 1.35 a worker that first meets a rollout through a query runs its next workflow task
+with the previous task's time, seconds stale, while a replay reads the right one: a bake judged
+on that clock could advance live and hold on replay, and the rollout would stop on a
+nondeterminism error at the next restart. Histories recorded before it replay as they ran."""
+DEADLINE_PASSED = timedelta(milliseconds=1)
+"""The wait on an approval whose deadline has already passed: the timer fires at once."""
 
 CHECK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5), maximum_attempts=2
@@ -190,6 +200,7 @@ class RolloutWorkflow:
         self._submitted_by = request.submitted_by
         self._wake = False
         self._preempts = False
+        self._evidence_clock = False
         self._deliveries: list[asyncio.Task[None]] = []
         self._abandoned: AuditEntry | None = None
         self._abandon_forced = False
@@ -201,6 +212,7 @@ class RolloutWorkflow:
     async def run(self, request: RolloutInput) -> RolloutResult:
         """Run the stages in order; a rollback request at any point ends in a rollback."""
         self._preempts = workflow.patched(PREEMPT)
+        self._evidence_clock = workflow.patched(EVIDENCE_CLOCK)
         if request.state is None:
             self._audit(
                 self._submitted_by, AuditAction.SUBMITTED, f"rollout {self._spec.metadata.name}"
@@ -350,13 +362,14 @@ class RolloutWorkflow:
             handle = workflow.start_activity(
                 APPLY_ROUTE,
                 self._route_input(route),
-                result_type=Route,
+                result_type=LandedRoute,
                 start_to_close_timeout=self._route_timeout(),
                 heartbeat_timeout=WORK_HEARTBEAT if self._preempts else None,
                 retry_policy=STAGE_ROUTE_RETRY,
                 summary=f"route {stage.name}: {mode.value} {stage.percent or 0:g}%",
             )
-            if await self._unless_rolling_back(handle) is None:
+            landed = await self._unless_rolling_back(handle)
+            if landed is None:
                 return False  # the rollback's route (a newer generation) supersedes this one
         except ActivityError as exc:
             reason = f"could not apply stage {stage.name}'s route: {_refusal(exc)}"
@@ -364,7 +377,7 @@ class RolloutWorkflow:
             return False
         self._state.stage_routed = True
         self._state.live_percent = (stage.percent or 0.0) if mode is RouteMode.SPLIT else 0.0
-        self._state.stages[-1].started_at = workflow.now()
+        self._state.stages[-1].started_at = landed.landed_at or workflow.now()
         self._state.trigger_failures = {}
         self._state.no_evidence_streak = 0
         self._set_phase(Phase.PAUSED if self._state.paused_by else self._running_phase())
@@ -406,7 +419,11 @@ class RolloutWorkflow:
 
         remaining = approval_time_left(approval, state.approval_asked_at, workflow.now())
         try:
-            if remaining <= timedelta():
+            if self._evidence_clock:
+                # Past the deadline, wait on a timer all the same: whether a timer is started
+                # must not depend on the task's clock (see EVIDENCE_CLOCK).
+                remaining = max(remaining, DEADLINE_PASSED)
+            elif remaining <= timedelta():
                 raise TimeoutError
             await workflow.wait_condition(
                 settled, timeout=remaining, timeout_summary=f"approval of {stage.name}"
@@ -635,7 +652,9 @@ class RolloutWorkflow:
         result = await self._run_checks(stage, record.checks)
         if result is None:
             return Action.ROLLBACK  # a rollback was requested while the check ran
-        elapsed = workflow.now() - record.started_at
+        elapsed = (
+            result.checked_at if self._evidence_clock else workflow.now()
+        ) - record.started_at
         assessment = assess(
             self._spec.spec,
             stage,
