@@ -30,5 +30,8 @@ class AttemptClock:
         """The attempt's server-stamped start plus how long it ran (outside one: the wall clock)."""
         if not activity.in_activity():
             return datetime.now(UTC)
+        started = activity.info().started_time
+        if started.timestamp() <= 0:  # a server that leaves the attempt's start unset
+            return datetime.now(UTC)
         ran = timedelta(seconds=time.monotonic() - self._started)
-        return activity.info().started_time.astimezone(UTC) + ran
+        return started.astimezone(UTC) + ran
