@@ -766,7 +766,9 @@ class Stage(SpecModel):
     """Label selector limiting the stage to matching units, e.g. {region: [eu-west-1]}."""
     min_duration: Annotated[Duration, BeforeValidator(_bake_given)] = timedelta(0)
     """Bake time, e.g. 30m: the stage ends no sooner, and only with every trigger passing.
-    Required for shadow and split stages; offline stages take none (0s)."""
+    It counts from the router's confirmation of the stage's route to the end of the check,
+    by the Temporal server's clock. Required for shadow and split stages; offline stages take
+    none (0s)."""
     max_duration: Duration | None = None
     """After this long without earning its gate the stage escalates (or rolls back, see
     `on_inconclusive`). Default none: the stage waits as long as it takes."""
