@@ -1,4 +1,4 @@
-"""No rollout decision reads the workflow task's clock, so a stale clock cannot split replay.
+"""A rollout's bake never reads the workflow task's clock, so a stale clock cannot split replay.
 
 With the Temporal Python SDK 1.35, a worker that first meets a rollout through a query (a status
 read while it takes the rollout over from a dead worker) runs its next workflow task with the
