@@ -103,12 +103,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit
-        declared = _content_length(scope)
-        if declared is None:
-            await refuse(receive, send, 400, "Content-Length must be one whole number of bytes")
-            return
-        if declared > limit:
-            await refuse(receive, send, 413, _too_large(limit))
+        if not await admit(scope, receive, send, limit):
             return
         received = 0
         started = False
@@ -136,7 +131,7 @@ class BodyLimit:
 
 
 async def admit(scope: Scope, receive: Receive, send: Send, limit: int) -> bool:
-    """`BodyLimit`'s first check, for an endpoint that reads its own body (`read_body`).
+    """The declared length's check: `BodyLimit`'s first, and an endpoint's that reads its body.
 
     The decide endpoint does without the middleware, whose two wrapping callables per request
     cost more than counting the bytes where they are read; both answer the same.

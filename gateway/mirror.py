@@ -148,9 +148,5 @@ class ShadowMirror:
         for _ in range(min(self.max_batch, len(queue))):
             mirror = queue.popleft()
             key = (mirror.target, mirror.candidate.uri, mirror.candidate.version)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [mirror]
-            else:
-                group.append(mirror)
+            groups.setdefault(key, []).append(mirror)
         return list(groups.values())

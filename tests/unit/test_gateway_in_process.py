@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +33,22 @@ def _contexts(count: int, seed: int) -> list[dict[str, float]]:
     rng = random.Random(seed)
     features = load_policy(CAPPED).artifact.features
     return [{name: rng.uniform(-1.0, 2.0) for name in features} for _ in range(count)]
+
+
+def _route(
+    incumbent: dict[str, str], candidate: dict[str, str] | None, mode: str
+) -> dict[str, Any]:
+    """A first-generation route of the offers target, as lockgate would PUT it."""
+    return {
+        "rollout_id": "rollout-offers/1",
+        "generation": 1,
+        "incumbent": incumbent,
+        "candidate": candidate,
+        "mode": mode,
+        "percent": 0.0,
+        "scope": None,
+        "guardrails": {},
+    }
 
 
 def _clients(gateway: Gateway) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
@@ -167,16 +184,7 @@ async def test_the_gateway_serves_an_in_process_route_without_any_policy_server(
         control_token=None,
         insecure_control_plane=True,
     )
-    route = {
-        "rollout_id": "rollout-offers/1",
-        "generation": 1,
-        "incumbent": {"version": "42", "uri": SERVER},
-        "candidate": None,
-        "mode": "off",
-        "percent": 0.0,
-        "scope": None,
-        "guardrails": {},
-    }
+    route = _route({"version": "42", "uri": SERVER}, None, "off")
     control, data = _clients(gateway)
     async with control, data:
         (await control.put("/v1/targets/offers/route", json=route)).raise_for_status()
@@ -203,16 +211,7 @@ async def test_shadow_and_split_with_in_process_policies() -> None:
         control_token=None,
         insecure_control_plane=True,
     )
-    route = {
-        "rollout_id": "rollout-offers/1",
-        "generation": 1,
-        "incumbent": {"version": "41", "uri": SERVER},
-        "candidate": {"version": "42", "uri": candidate},
-        "mode": "shadow",
-        "percent": 0.0,
-        "scope": None,
-        "guardrails": {},
-    }
+    route = _route({"version": "41", "uri": SERVER}, {"version": "42", "uri": candidate}, "shadow")
     control, data = _clients(gateway)
     async with control, data:
         (await control.put("/v1/targets/offers/route", json=route)).raise_for_status()
