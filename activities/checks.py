@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
+    CHECK_INCOMPLETE,
     RUN_CHECKS,
     CheckInput,
     CheckResult,
@@ -76,7 +77,7 @@ class CheckActivities:
         deadline passes (`error` for the triggers still waiting), and at once when a trigger
         fails for the failure_limit-th time in a row: that rollback never waits on the others.
         """
-        clock = AttemptClock()
+        clock = AttemptClock(check.scheduled_at)
         try:
             provider = self._backends.provider(check.monitoring)
         except UnknownBackendError as exc:
@@ -85,7 +86,9 @@ class CheckActivities:
         jobs = {asyncio.create_task(judge.trigger(t)): t for t in check.triggers}
         gate_job = asyncio.create_task(judge.gate(check.gate)) if check.gate is not None else None
         async with heartbeating():
-            results, ending = await _gather_until_decided(check, jobs, gate_job)
+            results, ending, timed_out = await _gather_until_decided(check, jobs, gate_job)
+        if timed_out and check.fail_if_incomplete:
+            raise ApplicationError(ending, type=CHECK_INCOMPLETE, non_retryable=True)
         verdicts = [results.get(job) or _unanswered(t.name, ending) for job, t in jobs.items()]
         gate = None
         if gate_job is not None and check.gate is not None:
@@ -94,17 +97,19 @@ class CheckActivities:
             activity.logger.info(
                 "check %s: %s (%s)", verdict.trigger, verdict.outcome.value, verdict.detail
             )
-        return CheckResult(checked_at=clock.now(), verdicts=verdicts, gate=gate)
+        stage = check.variables.get("stage")
+        return CheckResult(checked_at=clock.now(), verdicts=verdicts, gate=gate, stage=stage)
 
 
 async def _gather_until_decided(
     check: CheckInput,
     jobs: dict[asyncio.Task[TriggerVerdict], RollbackTrigger],
     gate_job: asyncio.Task[TriggerVerdict] | None,
-) -> tuple[dict[asyncio.Task[TriggerVerdict], TriggerVerdict], str]:
+) -> tuple[dict[asyncio.Task[TriggerVerdict], TriggerVerdict], str, bool]:
     """Collect verdicts until all are in, a trigger trips, or the deadline passes.
 
-    Returns the verdicts obtained and, when some are missing, why (for their `error` text).
+    Returns the verdicts obtained, when some are missing why (for their `error` text), and
+    whether the deadline passed with some missing.
     Every job still running on the way out, a cancelled activity's included, is cancelled.
     """
     pending: set[asyncio.Task[TriggerVerdict]] = {*jobs, *([gate_job] if gate_job else [])}
@@ -112,6 +117,7 @@ async def _gather_until_decided(
     loop = asyncio.get_running_loop()
     ends_at = None if check.deadline is None else loop.time() + check.deadline
     ending = ""
+    timed_out = False
     try:
         while pending:
             left = None if ends_at is None else max(0.0, ends_at - loop.time())
@@ -123,6 +129,7 @@ async def _gather_until_decided(
                     f"no answer within the check's {check.deadline:g}s deadline; monitoring is "
                     "slow or hung, so this check cannot tell"
                 )
+                timed_out = True
                 break
             for job in done:
                 trigger = jobs.get(job)
@@ -143,7 +150,7 @@ async def _gather_until_decided(
         for job in pending:
             job.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-    return results, ending
+    return results, ending, timed_out
 
 
 def _trips(verdict: TriggerVerdict, trigger: RollbackTrigger, failures: dict[str, int]) -> bool:

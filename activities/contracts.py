@@ -29,6 +29,7 @@ from rollout_specs import (
 
 __all__ = [
     "APPLY_ROUTE",
+    "CHECK_INCOMPLETE",
     "NOTIFY",
     "OFFLINE_EVAL",
     "RUN_CHECKS",
@@ -49,6 +50,8 @@ __all__ = [
 APPLY_ROUTE = "apply_route"
 """Activity name: set a target's route and verify it by reading it back."""
 RUN_CHECKS = "run_checks"
+CHECK_INCOMPLETE = "CheckIncomplete"
+"""Error type of a check asked to fail rather than answer with triggers still unjudged."""
 """Activity name: query monitoring for every rollback trigger and judge the answers."""
 OFFLINE_EVAL = "offline_eval"
 """Activity name: evaluate the candidate on logged decisions (off-policy), once."""
@@ -145,6 +148,12 @@ class CheckInput(Contract):
     """Seconds the current stage has run (spend triggers project its spend rate)."""
     stage_left: float = 0.0
     """Seconds of the stage's min_duration still to run (0 once it has baked)."""
+    fail_if_incomplete: bool = False
+    """Raise CheckIncomplete instead of answering `error` for triggers still waiting at the
+    deadline: the workflow then runs the check again where it may take longer."""
+    scheduled_at: datetime | None = None
+    """When the workflow scheduled the check, for a check run inside its workflow task (a local
+    activity), which has no server-stamped start: its end is reported as this plus its runtime."""
 
 
 class Evidence(Contract):
@@ -188,6 +197,9 @@ class CheckResult(Contract):
     verdicts: list[TriggerVerdict]
     gate: TriggerVerdict | None = None
     """The stage's advance_when verdict, when it has one."""
+    stage: str | None = None
+    """The stage checked (its `stage` variable). A check run in its workflow task is recorded in
+    the history without its input, so the report learns the stage from the result."""
 
 
 class OfflineEvalInput(Contract):

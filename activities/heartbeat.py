@@ -22,8 +22,12 @@ HEARTBEAT_EVERY = 1.0
 
 @contextlib.asynccontextmanager
 async def heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
-    """Heartbeat every `every` seconds while the block runs (outside an activity: nothing)."""
-    if not activity.in_activity():
+    """Heartbeat every `every` seconds while the block runs.
+
+    Outside an activity, or in a local activity (which runs inside a workflow task and has no
+    heartbeat of its own), nothing.
+    """
+    if not activity.in_activity() or activity.info().is_local:
         yield
         return
 

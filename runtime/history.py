@@ -2,11 +2,12 @@
 
 The workflow's state carries the audit trail across continue-as-new but keeps only its last
 check, so the checks come from the workflow history, where every `run_checks` result (and every
-offline evaluation's verdict) is recorded; a long rollout's history is split over several runs,
-and `read_runs` follows the chain back to the first. The state itself comes from the `status`
-query, which needs a running worker (workers answer queries). Without one, the state is rebuilt
-from the history: the state carried into the latest run, plus the human commands since, and the
-record's `notes` say what that cannot show.
+offline evaluation's verdict) is recorded: an activity's in its completion event, a check run
+inside its workflow task (a local activity) in its marker. A long rollout's history is split
+over several runs, and `read_runs` follows the chain back to the first. The state itself comes
+from the `status` query, which needs a running worker (workers answer queries). Without one, the
+state is rebuilt from the history: the state carried into the latest run, plus the human
+commands since, and the record's `notes` say what that cannot show.
 
 Errors: `RolloutNotFound` (from runtime.rollouts) when the target has no rollout;
 `HistoryUnreadable` when a recorded payload does not decode into lockgate's models.
@@ -15,6 +16,7 @@ Errors: `RolloutNotFound` (from runtime.rollouts) when the target has no rollout
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +59,11 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+"""The marker the Temporal SDK records a local activity under: details `data` (JSON with its
+`activity_type`) and, when it succeeded, `result` (the payloads it returned)."""
+LOCAL_ACTIVITY_DATA = "data"
+LOCAL_ACTIVITY_RESULT = "result"
 
 
 class HistoryUnreadable(Exception):
@@ -75,8 +82,8 @@ class HistoryModel(BaseModel):
 class RecordedCheck(HistoryModel):
     """One check as the workflow saw it, with the run and stage it belongs to.
 
-    A check is a `run_checks` result, or an offline stage's verdict (which the workflow also
-    counts as a check).
+    A check is a `run_checks` result (of an activity or of a local activity), or an offline
+    stage's verdict (which the workflow also counts as a check).
     A check's stage is recorded only in its input (the `stage` template variable), and the
     report needs it to draw the stage boundaries next to the checks.
     """
@@ -253,6 +260,7 @@ class _RunReader:
             EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: self._failed_activity,
             EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: self._failed_activity,
             EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED: self._cancelled_activity,
+            EventType.EVENT_TYPE_MARKER_RECORDED: self._marker,
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: self._update,
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED: self._update_completed,
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: self._completed,
@@ -323,6 +331,27 @@ class _RunReader:
             verdict = await self._decode(attributes.result, TriggerVerdict)
             result = CheckResult(checked_at=_time(event), verdicts=[verdict])
         self._checks.append(RecordedCheck(run_id=self._run_id, stage=pending.stage, result=result))
+
+    async def _marker(self, event: HistoryEvent) -> None:
+        """A check run inside its workflow task: its result is in the marker, its input is not.
+
+        A failed one is no check: the workflow ran the check again as an activity, read above.
+        """
+        attributes = event.marker_recorded_event_attributes
+        if attributes.marker_name != LOCAL_ACTIVITY_MARKER or attributes.HasField("failure"):
+            return
+        data = attributes.details.get(LOCAL_ACTIVITY_DATA)
+        if data is None or not data.payloads:
+            return
+        try:
+            activity_type = json.loads(data.payloads[0].data).get("activity_type")
+        except (ValueError, AttributeError):
+            activity_type = None
+        if activity_type != RUN_CHECKS or LOCAL_ACTIVITY_RESULT not in attributes.details:
+            return
+        result = await self._decode(attributes.details[LOCAL_ACTIVITY_RESULT], CheckResult)
+        self._stage = result.stage or self._stage
+        self._checks.append(RecordedCheck(run_id=self._run_id, stage=self._stage, result=result))
 
     async def _cancelled_activity(self, event: HistoryEvent) -> None:
         """A check the workflow cancelled (a rollback, a promotion) is no check.

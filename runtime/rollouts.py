@@ -67,7 +67,8 @@ __all__ = [
 WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
 """A workflow task caught on a worker that dies is handed to another after this (default 10 s):
 a rollout's checks and rollbacks stall at most about 2 s when a worker is killed mid-task. Workflow
-code never runs long (Temporal's deadlock detector stops it at 2 s), so this costs nothing."""
+code never runs long (Temporal's deadlock detector stops it at 2 s), and a check run inside the
+task is bounded at 1 s (workflows/rollout.py, QUICK_CHECK), so this costs nothing."""
 QUERY_TIMEOUT = timedelta(seconds=5)
 """Queries need a live worker; without one they hang, so status gives up after this long."""
 R = TypeVar("R")

@@ -119,6 +119,16 @@ def spec_document(router_url: str, metrics_url: str, target: str | None = None) 
     )
 
 
+def long_stage_document(router_url: str, metrics_url: str) -> dict[str, Any]:
+    """spec_document with an hour-long canary: a rollout that keeps checking until told."""
+    document = spec_document(router_url, metrics_url)
+    document["spec"]["stages"] = [
+        {"name": "canary", "percent": 10, "min_duration": "1h"},
+        {"name": "full", "percent": 100, "min_duration": "1h"},
+    ]
+    return document
+
+
 def build_spec(document: dict[str, Any]) -> RolloutSpec:
     return parse_spec(document, "test-spec")
 

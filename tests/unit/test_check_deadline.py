@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.checks import CheckActivities
-from activities.contracts import CheckInput, CheckResult, Outcome
+from activities.contracts import CHECK_INCOMPLETE, CheckInput, CheckResult, Outcome
 from activities.providers.base import Sample
 from activities.registry import BackendRegistry
 from rollout_specs import (
@@ -175,3 +176,34 @@ async def test_a_judge_that_crashes_is_an_error_for_its_trigger_and_the_others_a
     assert broken.outcome is Outcome.ERROR
     assert "KeyError" in broken.detail
     assert fail.outcome is Outcome.FAIL
+
+
+async def test_a_check_asked_to_fail_if_incomplete_raises_at_its_deadline(
+    client: httpx.AsyncClient,
+) -> None:
+    # A check run inside the workflow task gives up rather than answer `error` for a trigger
+    # that is merely slow: the workflow then runs it again as an activity with the full deadline.
+    provider = _Hanging({"fast-errors": 0.0})
+    check = _check([_trigger("fast-errors"), _trigger("slow")], deadline=0.2)
+    check = check.model_copy(update={"fail_if_incomplete": True})
+
+    with pytest.raises(ApplicationError) as raised:
+        await _run(client, provider, check)
+
+    assert raised.value.type == CHECK_INCOMPLETE
+    assert raised.value.non_retryable
+    assert "no answer within the check's 0.2s deadline" in str(raised.value)
+    assert provider.cancelled == 1, "the slow query was cancelled, not left running"
+
+
+async def test_a_check_that_may_not_be_incomplete_still_answers_a_trip_at_once(
+    client: httpx.AsyncClient,
+) -> None:
+    # A tripped trigger is a complete answer: the rollback never waits for the slow query.
+    provider = _Hanging({"fast-errors": 0.5})
+    check = _check([_trigger("slow"), _trigger("fast-errors")], deadline=600.0)
+    check = check.model_copy(update={"fail_if_incomplete": True})
+
+    result = await _run(client, provider, check)
+
+    assert [v.outcome for v in result.verdicts] == [Outcome.ERROR, Outcome.FAIL]

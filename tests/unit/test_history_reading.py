@@ -15,6 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from runtime.history import RunHistory, read_run
+from tests.helpers.history import check_kind
 from workflows.commands import Command
 from workflows.state import Phase
 
@@ -69,3 +70,22 @@ async def test_reviews_read_back_as_the_verdicts_the_router_took_and_listings_as
     ]
     assert reviews[1].reason.endswith(": refund larger than the basket")
     assert "pending_reviews" not in [entry.action for entry in run.commands]
+
+
+async def test_checks_run_in_the_workflow_task_read_back_beside_those_run_as_activities() -> None:
+    # Recorded with monitoring made slow for one check: checks in the workflow task (markers),
+    # one that gave up and ran again as an activity, then activities, then markers again.
+    path = next(p for p in HISTORIES if p.stem == "quick_check_fell_back")
+    history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+    kinds = [kind for event in history.events if (kind := check_kind(event)) is not None]
+    assert {"quick", "quick-failed", "activity"} <= set(kinds)
+
+    run = await _read(path)
+
+    assert len(run.checks) == kinds.count("quick") + kinds.count("activity"), (
+        "every check is read once; a quick check that gave up is no check"
+    )
+    assert {check.stage for check in run.checks} == {"canary"}
+    assert all(not check.failed for check in run.checks)
+    times = [check.result.checked_at for check in run.checks]
+    assert times == sorted(times), "checks read back in the order they ran"

@@ -27,7 +27,7 @@ from activities.registry import BackendRegistry
 from rollout_specs import RolloutSpec, workflow_id_for
 from runtime.client import connect
 from runtime.codec import ENCODING, KEY_ID_METADATA, new_key
-from runtime.history import fetch_record
+from runtime.history import LOCAL_ACTIVITY_DATA, LOCAL_ACTIVITY_MARKER, fetch_record
 from runtime.rollouts import query_status, send_command, submit_rollout
 from runtime.settings import Settings
 from tests.conftest import build_spec, spec_document
@@ -99,12 +99,24 @@ def _walk(message: Message, payloads: list[Payload], search: list[Payload]) -> N
 PATCH_MARKER = "core_patch"
 """The marker `workflow.patched` records; the SDK core writes its details itself, not through the
 data converter, so they are never encoded (they hold only the patch id)."""
+LOCAL_ACTIVITY_DATA_KEYS = {
+    "seq",
+    "attempt",
+    "activity_id",
+    "activity_type",
+    "complete_time",
+    "backoff",
+    "original_schedule_time",
+    "activation_index",
+}
+"""What the SDK core writes itself into a local activity's marker (a check run in its workflow
+task): bookkeeping only. Its result, failure and summary go through the converter."""
 
 
 def _raw_payloads(
     events: Iterable[HistoryEvent],
 ) -> tuple[list[Payload], list[Payload], list[Payload]]:
-    """Every payload in the history: (converter-written, search attributes, patch markers)."""
+    """Every payload in the history: (converter-written, search attributes, core-written)."""
     payloads: list[Payload] = []
     search: list[Payload] = []
     markers: list[Payload] = []
@@ -115,6 +127,12 @@ def _raw_payloads(
             and marker.marker_name == PATCH_MARKER
         ):
             _walk(event, markers, search)
+        elif marker.marker_name == LOCAL_ACTIVITY_MARKER:
+            markers.extend(marker.details[LOCAL_ACTIVITY_DATA].payloads)
+            rest = HistoryEvent()
+            rest.CopyFrom(event)
+            del rest.marker_recorded_event_attributes.details[LOCAL_ACTIVITY_DATA]
+            _walk(rest, payloads, search)
         else:
             _walk(event, payloads, search)
     return payloads, search, markers
@@ -193,7 +211,7 @@ async def test_an_encrypted_rollout_stores_only_ciphertext_and_reads_back_with_t
     # Patch markers stay plain, and hold nothing but the patch id.
     assert markers, "the rollout records its rollback-preempts patch"
     for marker in markers:
-        assert set(json.loads(marker.data)) <= {"id", "deprecated"}
+        assert set(json.loads(marker.data)) <= {"id", "deprecated"} | LOCAL_ACTIVITY_DATA_KEYS
         for text in secrets:
             assert text.encode() not in marker.SerializeToString()
 
