@@ -9,13 +9,15 @@ import pytest
 from temporalio.client import Client
 
 from activities.contracts import Outcome
+from rollout_specs import RolloutSpec
 from runtime.rollouts import query_status, send_command, submit_rollout
 from tests.conftest import build_spec, long_stage_document, record_history, spec_document
 from tests.helpers.history import check_kind
 from tests.helpers.servers import MetricsServer, RouterServer
 from tests.helpers.waiting import wait_until
+from workflows.messages import StatusResult
 from workflows.rollout import QUICK_CHECK, SLOW_MONITORING_CHECKS
-from workflows.state import AuditAction
+from workflows.state import AuditAction, Phase
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -72,21 +74,32 @@ async def _has(client: Client, workflow_id: str, kind: str) -> bool:
     return kind in await _check_kinds(client, workflow_id)
 
 
-async def test_a_rollback_requested_while_a_check_holds_its_task_wins_over_its_verdict(
-    client: Client, router: RouterServer, metrics: MetricsServer, task_queue: str
-) -> None:
-    # The canary's first check would advance it (its 1 s bake is done by then). The rollback
-    # arrives while that check runs inside its workflow task, where nothing can cancel it: the
-    # rollback must still win, with no advance and no route for the next stage.
+def _advancing_canary(router: RouterServer, metrics: MetricsServer) -> RolloutSpec:
+    """A canary whose first check advances it (its 1 s bake is done by then), on monitoring
+    slow enough to be caught mid-check yet within the check's 0.5 s in its workflow task."""
     document = spec_document(router.url, metrics.url)
     document["spec"]["stages"] = [
         {"name": "canary", "percent": 10, "min_duration": "1s"},
         {"name": "full", "percent": 100, "min_duration": "1h"},
     ]
-    spec = build_spec(document)
-    target = spec.spec.target
     metrics.slow_seconds = QUICK_CHECK.total_seconds() * 0.8
     metrics.set("error_rate", "slow")
+    return build_spec(document)
+
+
+def _never_advanced(status: StatusResult, router: RouterServer) -> None:
+    assert [stage.name for stage in status.state.stages] == ["canary"]
+    assert AuditAction.ADVANCE not in [entry.action for entry in status.state.audit]
+    assert [route["mode"] for route in router.history if route["mode"] == "split"] == ["split"]
+
+
+async def test_a_rollback_requested_while_a_check_holds_its_task_wins_over_its_verdict(
+    client: Client, router: RouterServer, metrics: MetricsServer, task_queue: str
+) -> None:
+    # The rollback arrives while the advancing check runs inside its workflow task, where
+    # nothing can cancel it: the rollback must still win, with no route for the next stage.
+    spec = _advancing_canary(router, metrics)
+    target = spec.spec.target
     handle = await submit_rollout(client, spec, submitted_by="alice", task_queue=task_queue)
     await wait_until(lambda: metrics.queries, what="the canary's first check")
 
@@ -94,9 +107,26 @@ async def test_a_rollback_requested_while_a_check_holds_its_task_wins_over_its_v
     await handle.result()
 
     status = await query_status(client, target)
-    assert [stage.name for stage in status.state.stages] == ["canary"]
-    assert AuditAction.ADVANCE not in [entry.action for entry in status.state.audit]
-    assert [route["mode"] for route in router.history if route["mode"] == "split"] == ["split"]
+    _never_advanced(status, router)
     assert status.state.rollback is not None
     assert status.state.rollback.actor == "bob"
     await record_history(handle, "rollback_during_quick_check")
+
+
+async def test_a_pause_sent_while_a_check_holds_its_task_keeps_the_stage(
+    client: Client, router: RouterServer, metrics: MetricsServer, task_queue: str
+) -> None:
+    spec = _advancing_canary(router, metrics)
+    target = spec.spec.target
+    handle = await submit_rollout(client, spec, submitted_by="alice", task_queue=task_queue)
+    await wait_until(lambda: metrics.queries, what="the canary's first check")
+
+    await send_command(client, target, "pause", actor="bob", reason="looking at a ticket")
+
+    status = await query_status(client, target)
+    assert status.state.phase is Phase.PAUSED
+    assert status.state.paused_by is not None
+    assert status.state.paused_by.actor == "bob"
+    _never_advanced(status, router)
+    await send_command(client, target, "rollback", actor="bob", reason="test over")
+    await handle.result()
