@@ -5,11 +5,12 @@ they move back."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from activities.contracts import Outcome
-from rollout_specs import RolloutSpec
 from runtime.rollouts import query_status, send_command, submit_rollout
 from tests.conftest import build_spec, long_stage_document, record_history, spec_document
 from tests.helpers.history import check_kind
@@ -74,9 +75,12 @@ async def _has(client: Client, workflow_id: str, kind: str) -> bool:
     return kind in await _check_kinds(client, workflow_id)
 
 
-def _advancing_canary(router: RouterServer, metrics: MetricsServer) -> RolloutSpec:
-    """A canary whose first check advances it (its 1 s bake is done by then), on monitoring
-    slow enough to be caught mid-check yet within the check's 0.5 s in its workflow task."""
+async def _advancing_canary_mid_check(
+    client: Client, router: RouterServer, metrics: MetricsServer, task_queue: str
+) -> tuple[str, WorkflowHandle[Any, Any]]:
+    """A canary whose first check advances it (its 1 s bake is done by then), submitted and
+    caught in that check, on monitoring slow enough to be caught mid-check yet within the
+    check's 0.5 s in its workflow task: the target and the rollout's handle."""
     document = spec_document(router.url, metrics.url)
     document["spec"]["stages"] = [
         {"name": "canary", "percent": 10, "min_duration": "1s"},
@@ -84,7 +88,10 @@ def _advancing_canary(router: RouterServer, metrics: MetricsServer) -> RolloutSp
     ]
     metrics.slow_seconds = QUICK_CHECK.total_seconds() * 0.8
     metrics.set("error_rate", "slow")
-    return build_spec(document)
+    spec = build_spec(document)
+    handle = await submit_rollout(client, spec, submitted_by="alice", task_queue=task_queue)
+    await wait_until(lambda: metrics.queries, what="the canary's first check")
+    return spec.spec.target, handle
 
 
 def _never_advanced(status: StatusResult, router: RouterServer) -> None:
@@ -98,10 +105,7 @@ async def test_a_rollback_requested_while_a_check_holds_its_task_wins_over_its_v
 ) -> None:
     # The rollback arrives while the advancing check runs inside its workflow task, where
     # nothing can cancel it: the rollback must still win, with no route for the next stage.
-    spec = _advancing_canary(router, metrics)
-    target = spec.spec.target
-    handle = await submit_rollout(client, spec, submitted_by="alice", task_queue=task_queue)
-    await wait_until(lambda: metrics.queries, what="the canary's first check")
+    target, handle = await _advancing_canary_mid_check(client, router, metrics, task_queue)
 
     await send_command(client, target, "rollback", actor="bob", reason="pager")
     await handle.result()
@@ -116,10 +120,7 @@ async def test_a_rollback_requested_while_a_check_holds_its_task_wins_over_its_v
 async def test_a_pause_sent_while_a_check_holds_its_task_keeps_the_stage(
     client: Client, router: RouterServer, metrics: MetricsServer, task_queue: str
 ) -> None:
-    spec = _advancing_canary(router, metrics)
-    target = spec.spec.target
-    handle = await submit_rollout(client, spec, submitted_by="alice", task_queue=task_queue)
-    await wait_until(lambda: metrics.queries, what="the canary's first check")
+    target, handle = await _advancing_canary_mid_check(client, router, metrics, task_queue)
 
     await send_command(client, target, "pause", actor="bob", reason="looking at a ticket")
 
