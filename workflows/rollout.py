@@ -221,7 +221,6 @@ class RolloutWorkflow:
         self._evidence_clock = False
         self._quick_checks = False
         self._slow_checks_left = 0
-        self._judged_in_task = False
         self._deliveries: list[asyncio.Task[None]] = []
         self._abandoned: AuditEntry | None = None
         self._abandon_forced = False
@@ -671,7 +670,7 @@ class RolloutWorkflow:
         record = state.stages[-1]
         record.checks += 1
         state.checks_total += 1
-        result = await self._run_checks(stage, record.checks)
+        result, in_task = await self._run_checks(stage, record.checks)
         if result is None:
             return Action.ROLLBACK  # a rollback was requested while the check ran
         elapsed = (
@@ -686,7 +685,7 @@ class RolloutWorkflow:
             elapsed,
             record.reviews,
         )
-        if assessment.action is Action.ADVANCE and self._judged_in_task:
+        if assessment.action is Action.ADVANCE and in_task:
             # Commands sent while the check held its workflow task are read only once the task
             # ends: end it before moving traffic, so a rollback or pause sent meanwhile wins.
             await workflow.sleep(COMMANDS_CATCH_UP, summary="commands sent during the check")
@@ -723,8 +722,12 @@ class RolloutWorkflow:
             )
         return assessment.action
 
-    async def _run_checks(self, stage: Stage, number: int) -> CheckResult | None:
-        """The check's verdicts, or None when a rollback was requested while it ran."""
+    async def _run_checks(self, stage: Stage, number: int) -> tuple[CheckResult | None, bool]:
+        """The check's verdicts, or None when a rollback was requested while it ran.
+
+        With them, whether the check was judged inside the workflow task: commands sent
+        meanwhile are read only once that task ends.
+        """
         body = self._spec.spec
         triggers = body.triggers_for(stage)
         check = check_input(
@@ -746,12 +749,10 @@ class RolloutWorkflow:
             )
             timeout = deadline + CHECK_MARGIN
         summary = f"check {stage.name} #{number}"
-        self._judged_in_task = False
         if self._quick_checks and self._slow_checks_left == 0:
             quick = await self._quick_check(check, summary)
             if quick is not None:
-                self._judged_in_task = True
-                return quick
+                return quick, True
             self._slow_checks_left = SLOW_MONITORING_CHECKS
         elif self._slow_checks_left > 0:
             self._slow_checks_left -= 1
@@ -765,17 +766,18 @@ class RolloutWorkflow:
                 retry_policy=CHECK_RETRY,
                 summary=summary,
             )
-            return await self._unless_rolling_back(handle)
+            return await self._unless_rolling_back(handle), False
         except ActivityError as exc:
             # The checker itself failed: that is an error verdict for every trigger, never a pass.
             detail = f"the check could not run: {_cause(exc)}"
-            return CheckResult(
+            failed = CheckResult(
                 checked_at=self._last_evidence_time() if self._quick_checks else workflow.now(),
                 verdicts=[
                     TriggerVerdict(trigger=t.name, outcome=Outcome.ERROR, detail=detail)
                     for t in triggers
                 ],
             )
+            return failed, False
 
     async def _quick_check(self, check: CheckInput, summary: str) -> CheckResult | None:
         """The check run inside the workflow task, or None when it could not finish there.
