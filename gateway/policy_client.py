@@ -13,9 +13,12 @@ Each policy server gets a bounded number of calls in flight (`per_server`), for 
 
 - **isolation**: a hung candidate can hold at most its own share of connections, never starve
   the incumbent's calls (which would turn a candidate fault into 502s for everyone);
-- **cost**: a few busy kept-alive connections per server serve more decisions per second than
-  many half-idle ones (measured by benchmarks/gateway.py when the client was httpx: 8 per
-  server about doubled throughput against 32).
+- **cost**: a call that waits for its turn costs CPU (a timer, a wake-up) and latency, and
+  with the lean client below a kept-alive connection costs next to nothing: at 32 concurrent
+  decisions, 32 per server served 2-12% more decisions per second than 8 with one policy call
+  each (bare proxy, off, split), and 29% more in shadow, where each decision holds a turn at
+  both servers (benchmarks/gateway.py's rows, measured side by side; with httpx it was the
+  reverse: 8 about doubled the throughput of 32).
 
 The calls go through gateway.policy_http, a lean HTTP/1.1 client (a tenth of httpx's CPU per
 call); a version whose uri the gateway serves from an artifact (`--policy-artifact`,
@@ -50,7 +53,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 1.0
-DEFAULT_PER_SERVER = 8
+DEFAULT_PER_SERVER = 32
 MAX_ACTION_LENGTH = 128
 """Characters an action may have: actions are metric label values and answer fields."""
 MAX_PARAMS = 16
