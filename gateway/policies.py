@@ -239,9 +239,12 @@ class LinearSoftmaxPolicy:
             ContextError: The context cannot be fed to the policy.
         """
         # (W x + b) / T, then its softmax, computed in place: no array allocated per step
-        result: npt.NDArray[np.float64] = self._weights @ self.feature_vector(context)
-        result += self._bias
-        result *= self._inverse_temperature
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below
+            result: npt.NDArray[np.float64] = self._weights @ self.feature_vector(context)
+            result += self._bias
+            result *= self._inverse_temperature
+        if not np.isfinite(result).all():
+            raise self._overflow()
         result -= result.max()  # shifted: no overflow for large logits
         np.exp(result, out=result)
         result /= result.sum()
@@ -265,7 +268,12 @@ class LinearSoftmaxPolicy:
                 features[index] = self.feature_vector(context)
             except ContextError as exc:
                 raise ContextError(f"contexts[{index}]: {exc}") from exc
-        logits = (features @ self._weights.T + self._bias) * self._inverse_temperature
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below
+            logits = (features @ self._weights.T + self._bias) * self._inverse_temperature
+        finite = np.isfinite(logits).all(axis=1)
+        if not finite.all():
+            index = int(np.argmin(finite))
+            raise ContextError(f"contexts[{index}]: {self._overflow()}")
         exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
         result: npt.NDArray[np.float64] = exponentials / exponentials.sum(axis=1, keepdims=True)
         return result
@@ -316,9 +324,24 @@ class LinearSoftmaxPolicy:
         values = self._feature_values(context)
         scale = self._inverse_temperature
         scores = [(sum(map(operator.mul, row, values)) + bias) * scale for row, bias in self._rows]
+        if not all(map(math.isfinite, scores)):
+            raise self._overflow()
         top = max(scores)  # shifted: no overflow for large scores
         weights = [math.exp(score - top) for score in scores]
         return weights, list(itertools.accumulate(weights))
+
+    def _overflow(self) -> ContextError:
+        """The error of a context whose features are each finite but whose scores are not.
+
+        Features near the largest float (1e308) overflow the weighted sums; softmax over an
+        infinite score has no probabilities (NaN), and an action drawn from them would be served
+        as if the policy had chosen it.
+        """
+        return ContextError(
+            f"the features are too large for policy {self.artifact.name} {self.version}: its "
+            "action scores overflow (not finite numbers); send features on the scale the "
+            "policy was trained on"
+        )
 
     def _draw(self, cumulative: list[float], rng: np.random.Generator) -> int:
         """The index of the action one uniform draw of `rng` picks, by inverse CDF."""

@@ -635,6 +635,28 @@ async def test_the_policy_server_refuses_a_bad_context_with_422(
     assert message in response.json()["detail"]
 
 
+async def test_the_policy_server_refuses_features_whose_scores_overflow_with_422(
+    http: httpx.AsyncClient, candidate: PolicyServer
+) -> None:
+    # risky = 1e307 is finite, but the candidate weighs it 200x: its score is infinite, and
+    # before the refusal the answer was NaN probabilities (null) and an action drawn from them
+    huge = {"basket": 1.0, "risky": 1e307}
+    single = await http.post(f"{candidate.url}/act", json={"context": huge})
+    assert single.status_code == 422
+    assert "action scores overflow" in single.json()["detail"]
+    for sample in (False, True):
+        batch = await http.post(
+            f"{candidate.url}/act", json={"contexts": [SAFE, huge], "sample": sample}
+        )
+        if sample:  # deciding: the refused context answers its own detail, the other stands
+            decisions = batch.json()["decisions"]
+            assert "action" in decisions[0]
+            assert "action scores overflow" in decisions[1]["detail"]
+        else:  # scoring: the whole batch is refused, naming the context
+            assert batch.status_code == 422
+            assert batch.json()["detail"].startswith("contexts[1]: the features are too large")
+
+
 # ------------------------------------------------------------------------ the commands
 
 

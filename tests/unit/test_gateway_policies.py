@@ -65,6 +65,27 @@ def test_huge_scores_do_not_overflow() -> None:
     assert probabilities.tolist() == [1.0, 0.0]
 
 
+@pytest.mark.parametrize("basket", [1e308, -1e308])
+def test_features_whose_scores_overflow_are_an_error_not_nan_probabilities(basket: float) -> None:
+    # the feature is finite, but 2 x 1e308 is not: every way of asking the policy refuses it
+    policy = _policy(weights=[[2.0], [0.0]])
+    context = {"basket": basket}
+    rng = np.random.default_rng(1)
+    overflow = "policy offers 42: its action scores overflow"
+    with pytest.raises(ContextError, match=overflow):
+        policy.probabilities(context)
+    with pytest.raises(ContextError, match=overflow):
+        policy.act(context, rng)
+    with pytest.raises(ContextError, match=overflow):
+        policy.choose(context, rng)
+    with pytest.raises(ContextError, match=r"^contexts\[1\]: the features are too large"):
+        policy.batch_probabilities([{"basket": 1.0}, context])
+    assert policy.act({"basket": basket / 10}, rng)[1] == {
+        "none": 1.0 if basket > 0 else 0.0,
+        "discount_10": 0.0 if basket > 0 else 1.0,
+    }
+
+
 def test_extra_context_keys_are_ignored() -> None:
     policy = _policy()
     assert policy.probabilities({"basket": 1.0, "region_code": 3.0}).tolist() == pytest.approx(
