@@ -30,8 +30,10 @@ as on Linux, and costs one idle process per parent.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -69,12 +71,58 @@ draining at STOP_GRACE, then its dev server, which closes its database in about 
 3 + 1.5 seconds at worst, within five."""
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+"""Where Linux says which ports it hands out by itself (32768-60999 by default)."""
+_FREE_PORTS_BELOW = 16_384
+"""How many ports under the ephemeral range `free_port` chooses from."""
+_handed_out: collections.deque[int] = collections.deque(maxlen=1024)
+"""The ports chosen last: chosen again only once a thousand others have been (and bound)."""
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
+    """A port on 127.0.0.1 that nothing listens on right now, and that the kernel will not hand out.
+
+    A port the kernel picks (bind to port 0) comes from its ephemeral range, where it also picks
+    the local port of every outgoing connection and every other program's "any free port", and
+    any of them may take it before the caller's server binds it. The Temporal dev server picks
+    its internal services' ports that way: once, in CI, its worker service took the frontend
+    port chosen for it, and the server died after its frontend had answered. Below the range
+    only a program that names a port takes one, so the port is chosen there, at random, checked
+    free, and not one of the last thousand this process chose (several are often chosen before
+    any is bound). Without a readable range (not Linux), the kernel picks.
+    """
+    low = _ephemeral_low()
+    if low is not None and low - _FREE_PORTS_BELOW >= 1024:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(low - _FREE_PORTS_BELOW, low)
+            with _handed_out_lock:
+                if port in _handed_out or not _bindable(port):
+                    continue
+                _handed_out.append(port)
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_low() -> int | None:
+    """The lowest port the kernel hands out by itself, or None where that cannot be read."""
+    try:
+        return int(EPHEMERAL_RANGE.read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
