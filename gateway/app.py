@@ -416,18 +416,7 @@ class _Api:
             }
         )
         self.metrics.latency(target, decision.arm, time.perf_counter() - started)
-        # the head starlette's Response would send for this body (JSON, its length)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-length", b"%d" % len(content)),
-                    (b"content-type", b"application/json"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": content})
+        await fast_json.send_json(send, 200, content)
 
     async def feedback(self, request: Request) -> Response:
         target = request.path_params["target"]

@@ -92,18 +92,7 @@ class _ActEndpoint:
         if body is None:  # past the limit, answered 413 (never, with no limit)
             return
         status, answer = self._answer(body)
-        content = fast_json.dumps(answer)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-length", b"%d" % len(content)),
-                    (b"content-type", b"application/json"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": content})
+        await fast_json.send_json(send, status, fast_json.dumps(answer))
 
     def _answer(self, raw: bytes) -> tuple[int, dict[str, Any]]:
         """The status and JSON answer to one request body."""
